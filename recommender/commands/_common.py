@@ -1,0 +1,80 @@
+"""Helpers shared by CLI commands: building scenarios/configs from flags and rendering tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from recommender.config import Hardware, Scenario, ServingConfig, parse
+from recommender.errors import InputError
+from recommender.workload import Workload
+
+
+def load_yaml_file(path: str, field: str) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``; errors name ``field`` and the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(field, path, "give an existing YAML file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(field, path, f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise InputError(field, path, "the file must hold a mapping of fields")
+    return data
+
+
+def build_workload(spec: str, overrides: dict[str, Any] | None = None) -> Workload:
+    """A preset name (with overrides such as ``num_requests``) or a Workload YAML file."""
+    from recommender.presets import get_preset
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if spec.endswith((".yaml", ".yml")):
+        data = load_yaml_file(spec, "--workload")
+        data.update(overrides)
+        return parse(Workload, data, spec)
+    return get_preset(spec, **overrides)
+
+
+def build_scenario(model: str, gpu: str, gpus: int, workload: Workload, max_model_len: int | None = None) -> Scenario:
+    """Validate the scenario flags into a Scenario (errors name the flag)."""
+    hw = parse(Hardware, {"gpu": gpu, "count": gpus}, "--gpu/--gpus")
+    return parse(Scenario, {"model": model, "hardware": hw, "workload": workload, "max_model_len": max_model_len},
+                 "scenario")
+
+
+def build_config(config_file: str | None, flags: dict[str, Any]) -> ServingConfig:
+    """A ServingConfig from an optional YAML file, overridden by the knob flags that were given."""
+    data: dict[str, Any] = load_yaml_file(config_file, "--config") if config_file else {}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    return parse(ServingConfig, data, config_file or "config")
+
+
+def render_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:
+    """Print rows as an aligned text table (the CLI's output, not logging)."""
+    if title:
+        typer.echo(title)
+    if not rows:
+        typer.echo("(none)")
+        return
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    typer.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

@@ -1,0 +1,132 @@
+"""Feasibility of a ServingConfig in a Scenario, decided before any GPU time is spent.
+
+Hard rules (``ok=False``, each failure a reason that says what to change):
+- tensor parallelism divides the attention heads, and KV heads divide or are divided by TP (vLLM's rule);
+- tensor_parallel_size x replicas <= the GPUs in the scenario;
+- weights plus runtime overhead fit in ``memory x gpu_memory_utilization`` per GPU, and the KV cache left
+  holds at least one ``max_model_len`` sequence (vLLM refuses to start otherwise);
+- ``max_num_batched_tokens >= max_num_seqs``, and without chunked prefill ``>= max_model_len``;
+- locked clock and power limit inside the GPU's supported range.
+Soft rule (a warning): KV for ``max_num_seqs`` requests of the workload's mean length should fit; when it
+does not, vLLM runs but caps the real batch at ``max_batch_by_kv`` (so a larger ``max_num_seqs`` buys nothing).
+
+Memory model (documented estimate, bytes per GPU): weights/TP (+ embeddings, replicated lm_head ignored);
+overhead = 1.5 GiB (CUDA graphs, NCCL, allocator slack) + activations of one ``max_num_batched_tokens`` step
+(``tokens x (4 hidden + 2 intermediate/TP) x 2 bytes``) + fp32 logits of ``max_num_seqs`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recommender.config import Scenario, ServingConfig
+
+GiB = 1024**3
+OVERHEAD_FIXED_BYTES = 1.5 * GiB
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    """Result of :func:`check_feasibility`. Bytes are per GPU; ``kv_capacity_tokens`` per replica."""
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    weight_bytes_per_gpu: float = 0.0
+    overhead_bytes_per_gpu: float = 0.0
+    usable_bytes_per_gpu: float = 0.0
+    kv_bytes_per_token_per_gpu: float = 0.0
+    kv_capacity_tokens: int = 0
+    max_batch_by_kv: int = 0
+    max_model_len: int = 0
+    details: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:.1f} GB"
+
+
+def check_feasibility(config: ServingConfig, scenario: Scenario) -> Feasibility:
+    """Decide whether ``config`` can run in ``scenario``; never raises for an infeasible config."""
+    model = scenario.model_spec
+    gpu = scenario.hardware.spec
+    cfg = config.resolved(gpu)
+    tp = cfg.tensor_parallel_size
+    reasons: list[str] = []
+    warnings: list[str] = []
+
+    if model.num_attention_heads % tp:
+        reasons.append(f"tensor_parallel_size {tp} does not divide the {model.num_attention_heads} attention heads")
+    kv = model.num_kv_heads
+    if not (kv % tp == 0 or tp % kv == 0):
+        reasons.append(f"tensor_parallel_size {tp} and the {kv} KV heads do not divide one another")
+    if cfg.num_gpus > scenario.hardware.count:
+        reasons.append(
+            f"tensor_parallel_size x replicas = {tp} x {cfg.replicas} = {cfg.num_gpus} GPUs, "
+            f"but the scenario has {scenario.hardware.count}"
+        )
+
+    max_len = scenario.effective_max_model_len()
+    seqs = int(cfg.max_num_seqs or 0)
+    btok = int(cfg.max_num_batched_tokens or 0)
+    if btok < seqs:
+        reasons.append(f"max_num_batched_tokens {btok} < max_num_seqs {seqs}; vLLM requires it to be at least as large")
+    if not cfg.enable_chunked_prefill and btok < max_len:
+        reasons.append(
+            f"without chunked prefill max_num_batched_tokens {btok} must be >= max_model_len {max_len}; "
+            "raise it or enable chunked prefill"
+        )
+
+    usable = gpu.memory_bytes * cfg.gpu_memory_utilization
+    weights = model.weight_bytes(cfg.precision) / tp
+    act = btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
+    logits = seqs * model.vocab_size * 4
+    overhead = OVERHEAD_FIXED_BYTES + act + logits
+    kv_heads_per_gpu = max(1.0, kv / tp)
+    kv_per_token = model.kv_cache_bytes_per_token(cfg.kv_cache_dtype) * kv_heads_per_gpu / kv
+    kv_free = usable - weights - overhead
+    capacity = int(kv_free // kv_per_token) if kv_free > 0 else 0
+    if kv_free <= 0:
+        reasons.append(
+            f"weights {_gb(weights)}/GPU + overhead {_gb(overhead)} exceed the {_gb(usable)} usable on "
+            f"{gpu.name} at gpu_memory_utilization {cfg.gpu_memory_utilization:g}; use more GPUs (tensor "
+            f"parallelism), fp8 weights, or a larger GPU"
+        )
+    elif capacity < max_len:
+        reasons.append(
+            f"KV cache left ({_gb(kv_free)}, {capacity} tokens) cannot hold one {max_len}-token sequence; "
+            "use more GPUs, fp8 KV cache, or a shorter max_model_len"
+        )
+
+    stats = scenario.workload.stats()
+    mean_len = max(1.0, stats["input_tokens_mean"] + stats["output_tokens_mean"])
+    max_batch = int(capacity // mean_len)
+    if not reasons and max_batch < seqs:
+        warnings.append(
+            f"KV cache holds about {max_batch} requests of mean length {mean_len:.0f}; max_num_seqs {seqs} "
+            "will not be reached"
+        )
+
+    if cfg.gpu_clock_mhz is not None and not gpu.sm_clock_min_mhz <= cfg.gpu_clock_mhz <= gpu.sm_clock_max_mhz:
+        reasons.append(
+            f"gpu_clock_mhz {cfg.gpu_clock_mhz} outside {gpu.name}'s range "
+            f"{gpu.sm_clock_min_mhz:g}-{gpu.sm_clock_max_mhz:g} MHz"
+        )
+    if cfg.power_limit_w is not None and not gpu.power_limit_min_w <= cfg.power_limit_w <= gpu.power_limit_max_w:
+        reasons.append(
+            f"power_limit_w {cfg.power_limit_w:g} outside {gpu.name}'s range "
+            f"{gpu.power_limit_min_w:g}-{gpu.power_limit_max_w:g} W"
+        )
+
+    return Feasibility(
+        ok=not reasons, reasons=tuple(reasons), warnings=tuple(warnings),
+        weight_bytes_per_gpu=weights, overhead_bytes_per_gpu=overhead, usable_bytes_per_gpu=usable,
+        kv_bytes_per_token_per_gpu=kv_per_token, kv_capacity_tokens=capacity, max_batch_by_kv=max_batch,
+        max_model_len=max_len,
+        details={"kv_free_bytes_per_gpu": kv_free, "mean_request_tokens": mean_len},
+    )

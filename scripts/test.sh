@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Setup + the whole CPU test suite (unit + integration; gpu tests skip without a GPU).
+# Starts a throwaway PostgreSQL on loopback for the multi-worker search tests when it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS=test bash scripts/setup.sh
+VENV=${VENV:-.venv}
+if [ -z "${RECOMMENDER_TEST_POSTGRES_URL:-}" ] && [ -f .ci/postgres.sh ]; then
+  if out=$(bash .ci/postgres.sh); then
+    eval "$out"
+  else
+    echo "warning: could not start PostgreSQL; postgres tests will be skipped" >&2
+  fi
+fi
+set +e
+"$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"
