@@ -20,7 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
+    import pandas as pd
+
     from recommender.config import Scenario, ServingConfig
 
 GiB = 1024**3
@@ -130,3 +134,50 @@ def check_feasibility(config: ServingConfig, scenario: Scenario) -> Feasibility:
         max_model_len=max_len,
         details={"kv_free_bytes_per_gpu": kv_free, "mean_request_tokens": mean_len},
     )
+
+
+def feasible_mask(configs: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """Vectorized :func:`check_feasibility` over a frame of *resolved* knob columns (one row per config).
+
+    The frame needs the ServingConfig knob columns with ``max_num_seqs`` and ``max_num_batched_tokens``
+    filled in (see :meth:`ServingConfig.resolved`); ``gpu_clock_mhz``/``power_limit_w`` may hold NaN/None
+    for unlocked/default. Returns a boolean array equal to ``[check_feasibility(c, scenario).ok ...]`` (the
+    unit tests check this equivalence); reasons are only produced by the scalar function.
+    """
+    model = scenario.model_spec
+    gpu = scenario.hardware.spec
+    tp = configs["tensor_parallel_size"].to_numpy(dtype=float)
+    reps = configs["replicas"].to_numpy(dtype=float)
+    seqs = configs["max_num_seqs"].to_numpy(dtype=float)
+    btok = configs["max_num_batched_tokens"].to_numpy(dtype=float)
+    chunked = configs["enable_chunked_prefill"].to_numpy(dtype=bool)
+    util = configs["gpu_memory_utilization"].to_numpy(dtype=float)
+    fp8 = (configs["precision"] == "fp8").to_numpy()
+    kv_fp8 = (configs["kv_cache_dtype"] == "fp8").to_numpy()
+    kv = model.num_kv_heads
+    ok = (model.num_attention_heads % tp == 0) & ((kv % tp == 0) | (tp % kv == 0))
+    ok &= tp * reps <= scenario.hardware.count
+    max_len = scenario.effective_max_model_len()
+    ok &= btok >= seqs
+    ok &= chunked | (btok >= max_len)
+    usable = gpu.memory_bytes * util
+    weights = np.where(fp8, model.weight_bytes("fp8"), model.weight_bytes("bf16")) / tp
+    overhead = OVERHEAD_FIXED_BYTES + btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2 \
+        + seqs * model.vocab_size * 4
+    kv_tok = np.where(kv_fp8, model.kv_cache_bytes_per_token("fp8"), model.kv_cache_bytes_per_token("auto"))
+    kv_per_token = kv_tok * np.maximum(1.0, kv / tp) / kv
+    kv_free = usable - weights - overhead
+    ok &= kv_free > 0
+    ok &= np.floor(np.where(kv_free > 0, kv_free, 0) / kv_per_token) >= max_len
+    clock = pd_to_float(configs, "gpu_clock_mhz")
+    power = pd_to_float(configs, "power_limit_w")
+    ok &= np.isnan(clock) | ((clock >= gpu.sm_clock_min_mhz) & (clock <= gpu.sm_clock_max_mhz))
+    ok &= np.isnan(power) | ((power >= gpu.power_limit_min_w) & (power <= gpu.power_limit_max_w))
+    return np.asarray(ok, dtype=bool)
+
+
+def pd_to_float(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Column as float with None -> NaN (missing column -> all NaN)."""
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return np.array([np.nan if v is None else float(v) for v in frame[column].tolist()], dtype=float)

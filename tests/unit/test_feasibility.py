@@ -82,3 +82,27 @@ def test_vllm_defaults_resolved_per_gpu() -> None:
     assert ServingConfig().resolved(get_gpu("H100")).max_num_batched_tokens == 8192
     assert ServingConfig().resolved(get_gpu("A100-SXM-80GB")).max_num_seqs == 256
     assert ServingConfig().resolved(get_gpu("L40S")).max_num_batched_tokens == 2048
+
+
+def test_vectorized_mask_equals_scalar_check() -> None:
+    import pandas as pd
+
+    from recommender.feasibility import feasible_mask
+    from recommender.space import load_space
+
+    space = load_space("vllm-default")
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for model, count in (("Llama-3.1-70B", 4), ("Llama-3.1-8B", 2), ("Qwen3-30B-A3B", 8)):
+        sc = _scenario(model, count=count, workload="azure-conv-2023")
+        configs = []
+        for _ in range(300):
+            t = study.ask()
+            configs.append(space.suggest(t).resolved(sc.hardware.spec))
+            study.tell(t, 0.0)
+        frame = pd.DataFrame([c.model_dump() for c in configs])
+        mask = feasible_mask(frame, sc)
+        scalar = [check_feasibility(c, sc).ok for c in configs]
+        assert mask.tolist() == scalar
+        assert 0 < sum(scalar) < len(scalar)

@@ -1,0 +1,199 @@
+"""Recommendation from predictions: score every feasible config of a space, keep the SLO-meeting ones,
+take the energy/latency Pareto set and the least-energy pick, and compare with two baselines.
+
+Pure over a predictions DataFrame (one row per config: knob columns + metric columns, optionally
+``<metric>_low``/``<metric>_high`` interval columns, ``ood`` and ``provenance``), so it serves the surrogate,
+replayed measurements and unit tests alike. Baselines: vLLM's default config (defaults for every knob, the
+smallest tensor parallelism that is feasible, one replica) and the fastest config (lowest latency objective).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from recommender.config import Scenario, ServingConfig
+from recommender.feasibility import feasible_mask
+from recommender.measurement import Measurement, Metrics, Recommendation
+from recommender.slo import SLO
+
+if TYPE_CHECKING:
+    from recommender.space import KnobSpace
+
+ENERGY = "energy_per_output_token_j"
+KNOBS: tuple[str, ...] = tuple(k for k in ServingConfig.model_fields if k != "schema_version")
+Risk = Literal["point", "upper"]
+
+
+def candidate_frame(space: KnobSpace, scenario: Scenario) -> pd.DataFrame:
+    """Every config of ``space`` that passes the feasibility check in ``scenario``, as resolved knob columns.
+
+    Tensor parallelism x replicas beyond the scenario's GPUs are dropped before the product is built, so
+    the frame stays small; the vLLM default config row is always added (``is_default`` True).
+    """
+    gpu = scenario.hardware.spec
+    defaults = ServingConfig().resolved(gpu).model_dump(exclude={"schema_version"})
+    values = {k: kn.values() for k, kn in space.knobs.items()}
+    fixed = {**defaults, **space.spec.fixed}
+    count = scenario.hardware.count
+    tps = values.pop("tensor_parallel_size", [fixed["tensor_parallel_size"]])
+    reps = values.pop("replicas", [fixed["replicas"]])
+    layouts = [(t, r) for t in tps for r in reps if t * r <= count]
+    names = list(values)
+    sizes = [len(values[n]) for n in names]
+    inner = int(np.prod(sizes)) if sizes else 1
+    cols: dict[str, Any] = {
+        "tensor_parallel_size": np.repeat([t for t, _ in layouts], inner),
+        "replicas": np.repeat([r for _, r in layouts], inner),
+    }
+    n_rows = inner * len(layouts)
+    idx = np.indices(sizes).reshape(len(sizes), -1) if sizes else np.zeros((0, 1), dtype=int)
+    for i, n in enumerate(names):
+        arr = np.array(values[n], dtype=object) if any(v is None for v in values[n]) else np.array(values[n])
+        cols[n] = np.tile(arr[idx[i]], len(layouts))
+    for k, v in fixed.items():
+        if k not in cols:
+            cols[k] = np.full(n_rows, v, dtype=object if v is None or isinstance(v, str) else None)
+    rows = pd.DataFrame(cols)
+    rows["is_default"] = False
+    default = default_config(scenario)
+    if default is not None:
+        d = default.resolved(gpu).model_dump(exclude={"schema_version"})
+        rows = pd.concat([rows, pd.DataFrame([{**d, "is_default": True}])], ignore_index=True)
+    rows = rows[feasible_mask(rows, scenario)].reset_index(drop=True)
+    for col in ("gpu_clock_mhz", "power_limit_w"):
+        rows[col] = rows[col].astype(object).where(rows[col].notna(), None)
+    return rows
+
+
+def default_config(scenario: Scenario) -> ServingConfig | None:
+    """vLLM's defaults with the smallest feasible tensor parallelism (one replica), or None if none fits."""
+    from recommender.feasibility import check_feasibility
+
+    tp = 1
+    while tp <= scenario.hardware.count:
+        c = ServingConfig(tensor_parallel_size=tp)
+        if check_feasibility(c, scenario).ok:
+            return c
+        tp *= 2
+    return None
+
+
+def slo_mask(pred: pd.DataFrame, slo: SLO, risk: Risk = "point") -> np.ndarray:
+    """Rows whose predicted (``point``) or upper-interval (``upper``) value meets every SLO target."""
+    ok = np.ones(len(pred), dtype=bool)
+    for t in slo.targets:
+        col = f"{t.key}_high" if risk == "upper" and f"{t.key}_high" in pred else t.key
+        v = pred[col].to_numpy(dtype=float)
+        ok &= np.nan_to_num(v, nan=np.inf) <= t.limit_s
+    return ok
+
+
+def pareto_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mask of the points no other point dominates in (x, y), both minimized. O(n log n) sort and sweep."""
+    order = np.lexsort((y, x))
+    mask = np.zeros(len(x), dtype=bool)
+    best_y = math.inf
+    for i in order:
+        if y[i] < best_y:
+            mask[i] = True
+            best_y = y[i]
+    return mask
+
+
+def to_measurement(row: pd.Series, scenario: Scenario, metric_keys: Sequence[str], source: str) -> Measurement:
+    """A predicted/modeled Measurement from one predictions row (knobs, metrics, intervals, ood notes)."""
+    knobs = {k: _py(row[k]) for k in KNOBS if k in row.index}
+    metrics = {k: _py(row[k]) for k in metric_keys if k in row.index and _py(row[k]) is not None}
+    intervals = {
+        k: (float(row[f"{k}_low"]), float(row[f"{k}_high"])) for k in metric_keys
+        if f"{k}_low" in row.index and _py(row[f"{k}_low"]) is not None and _py(row[f"{k}_high"]) is not None
+    }
+    notes = ""
+    if "ood_features" in row.index and row.get("ood", False):
+        notes = "outside the training data in: " + str(row["ood_features"])
+    return Measurement(
+        scenario=scenario, config=ServingConfig(**knobs), provenance=str(row.get("provenance", "predicted")),  # type: ignore[arg-type]
+        source=source, metrics=Metrics(**{k: v for k, v in metrics.items() if k in Metrics.model_fields}),
+        intervals=intervals, notes=notes,
+    )
+
+
+def _py(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, (np.floating, float)):
+        return None if math.isnan(float(v)) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def build_recommendation(pred: pd.DataFrame, scenario: Scenario, slo: SLO, objective: str, source: str,
+                         risk: Risk = "point", max_pareto: int = 25) -> tuple[Recommendation, pd.DataFrame]:
+    """Pick from a predictions frame. Returns the Recommendation and the frame with ``meets_slo``,
+    ``pareto`` and ``chosen`` columns added (for plots and tables)."""
+    pred = pred.copy()
+    metric_keys = [c for c in pred.columns if c in Metrics.model_fields]
+    meets = slo_mask(pred, slo, risk)
+    pred["meets_slo"] = meets
+    e = pred[ENERGY].to_numpy(dtype=float)
+    lat = pred[objective].to_numpy(dtype=float)
+    valid = meets & np.isfinite(e) & np.isfinite(lat)
+    par = np.zeros(len(pred), dtype=bool)
+    if valid.any():
+        idx = np.nonzero(valid)[0]
+        par[idx[pareto_2d(e[idx], lat[idx])]] = True
+    pred["pareto"] = par
+    pred["chosen"] = False
+    chosen = default = fastest = None
+    if valid.any():
+        ci = int(np.nonzero(valid)[0][np.lexsort((lat[valid], e[valid]))[0]])
+        pred.loc[ci, "chosen"] = True
+        chosen = to_measurement(pred.loc[ci], scenario, metric_keys, source)
+    finite = np.isfinite(lat) & np.isfinite(e)
+    if finite.any():
+        fi = int(np.nonzero(finite)[0][np.lexsort((e[finite], lat[finite]))[0]])
+        fastest = to_measurement(pred.loc[fi], scenario, metric_keys, source)
+    if "is_default" in pred and pred["is_default"].any():
+        drow = pred[pred["is_default"]].iloc[0]
+        default = to_measurement(drow, scenario, metric_keys, source)
+        missed = [t.key for t in slo.targets if not float(drow[t.key]) <= t.limit_s]
+        if missed:
+            default = default.model_copy(update={"notes": "misses the SLO on " + ", ".join(missed)})
+    front = pred[par].sort_values(objective)
+    if len(front) > max_pareto:
+        front = front.iloc[np.linspace(0, len(front) - 1, max_pareto).round().astype(int)]
+    pareto = tuple(to_measurement(r, scenario, metric_keys, source) for _, r in front.iterrows())
+
+    def saving(base: Measurement | None) -> float | None:
+        if chosen is None or base is None:
+            return None
+        b, c = base.value(ENERGY), chosen.value(ENERGY)
+        return None if not b or c is None else 1.0 - c / b
+
+    reason = "" if chosen else _why_none(pred, slo)
+    rec = Recommendation(
+        scenario=scenario, slo=slo, objective=objective, chosen=chosen, pareto=pareto, default=default,
+        fastest=fastest, savings_vs_default_frac=saving(default), savings_vs_fastest_frac=saving(fastest),
+        evaluated=len(pred), feasible=int(meets.sum()), reason=reason,
+    )
+    return rec, pred
+
+
+def _why_none(pred: pd.DataFrame, slo: SLO) -> str:
+    if pred.empty:
+        return "no config of the space is feasible on this hardware (see `recommender check`)"
+    parts = []
+    for t in slo.targets:
+        best = float(np.nanmin(pred[t.key].to_numpy(dtype=float)))
+        if best > t.limit_s:
+            parts.append(f"{t.key} is at best {best * 1e3:.0f} ms (limit {t.limit_s * 1e3:.0f} ms)")
+    what = "; ".join(parts) or "no single config meets every target at once"
+    return f"no feasible config meets the SLO: {what}; relax the SLO or add GPUs"
