@@ -1,0 +1,100 @@
+"""What a finished (or stopped) study reports: every evaluation, the feasible Pareto front, the SLO pick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recommender.pareto import ENERGY_KEY, pareto_front, pick_best
+from recommender.search import trials as tr
+from recommender.search.progress import summary_frame
+from recommender.search.storage import _redact
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from recommender.config import Scenario
+    from recommender.measurement import Measurement
+    from recommender.search.storage import StudyLocation
+    from recommender.slo import SLO
+
+
+@dataclass
+class StudyResult:
+    """Outcome of :func:`recommender.search.run_study` over the whole study (every worker's trials).
+
+    Attributes:
+        study_name, storage_url, run_dir: where the study lives (URL without password).
+        scenario, slo, objective: what was searched; objectives are ``(energy_per_output_token_j, objective)``.
+        sampler: the sampler this worker used.
+        n_evals: the evaluation budget; ``evaluations`` how many were spent (OK + failed).
+        failed: evaluations that failed (OOM, timeout, not in a replay table, ...).
+        infeasible, duplicates, skipped: trials that spent no evaluation.
+        measurements: every evaluated Measurement, in trial order; ``trial_numbers`` maps id -> trial number.
+        pareto: the feasible (every SLO target met) energy/latency Pareto front, least energy first.
+        best: the least-energy measurement meeting the SLO (ties: lower latency), or None.
+        stop_reason: ``budget`` (n_evals reached), ``exhausted`` (no unseen feasible config left) or
+            ``stalled`` (the sampler kept proposing known configs).
+        resume_command: what re-runs this study to completion.
+    """
+
+    study_name: str
+    storage_url: str
+    run_dir: Path
+    scenario: Scenario
+    slo: SLO
+    objective: str
+    sampler: str
+    n_evals: int
+    evaluations: int
+    failed: int
+    infeasible: int
+    duplicates: int
+    skipped: int
+    measurements: list[Measurement]
+    pareto: list[Measurement]
+    best: Measurement | None
+    stop_reason: str
+    resume_command: str
+    trial_numbers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> tuple[str, str]:
+        return (ENERGY_KEY, self.objective)
+
+    def summary(self) -> pd.DataFrame:
+        """The feasible Pareto front as a table, the SLO pick marked (``progress.summary_frame``)."""
+        return summary_frame(self.measurements, self.slo, self.objective)
+
+    def frame(self) -> pd.DataFrame:
+        """Every evaluation as a row (``Measurement.row()``) plus its ``trial`` number."""
+        from recommender.dataset import to_frame
+
+        df = to_frame(self.measurements)
+        if len(df):
+            df.insert(0, "trial", [self.trial_numbers.get(m.id) for m in self.measurements])
+        return df
+
+
+def build_result(study: optuna.Study, loc: StudyLocation, scenario: Scenario, slo: SLO, objective: str, sampler: str,
+                 n_evals: int, stop_reason: str, resume_command: str) -> StudyResult:
+    """Read every evaluated trial of ``study`` back into Measurements and compute the front and the pick."""
+    trials = study.get_trials(deepcopy=False)
+    t = tr.tally(trials)
+    ms: list[Measurement] = []
+    numbers: dict[str, int] = {}
+    for trial in trials:
+        m = tr.measurement_of(trial, scenario)
+        if m is not None:
+            ms.append(m)
+            numbers[m.id] = trial.number
+    objs = (ENERGY_KEY, objective)
+    return StudyResult(
+        study_name=loc.study_name, storage_url=_redact(loc.storage_url), run_dir=loc.run_dir, scenario=scenario,
+        slo=slo, objective=objective, sampler=sampler, n_evals=n_evals, evaluations=t.evaluations, failed=t.failed,
+        infeasible=t.infeasible, duplicates=t.duplicates, skipped=t.skipped, measurements=ms,
+        pareto=pareto_front(ms, objs, slo=slo), best=pick_best(ms, slo, objective), stop_reason=stop_reason,
+        resume_command=resume_command, trial_numbers=numbers,
+    )
