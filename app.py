@@ -108,6 +108,8 @@ def main() -> None:
         cols[3].metric("Output throughput", f"{thr:,.0f} tok/s" if thr else "-")
         st.success(f"Recommended: **{c.config.short()}**  ·  provenance: {c.provenance}"
                    + (f"  ·  ⚠ {c.notes}" if c.notes else ""))
+    if frame.empty or rec.objective not in frame:
+        return
     st.plotly_chart(plot(frame, rec.objective), use_container_width=True)
     st.caption(f"{rec.evaluated} feasible configs scored, {rec.feasible} meet the SLO.")
     if rec.pareto:

@@ -65,7 +65,7 @@ def load_surrogate(model_dir: str | None = None) -> Any:
     """The shipped surrogate (``models/``), loaded once per process and verified against its card."""
     from recommender.evaluators.surrogate import SurrogateEvaluator
 
-    return SurrogateEvaluator.load_default(model_dir) if model_dir else SurrogateEvaluator.load_default()
+    return SurrogateEvaluator.from_dir(model_dir) if model_dir else SurrogateEvaluator.load_default()
 
 
 def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective: str | None = None,
@@ -84,6 +84,15 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
         raise InputError("risk", risk, "use 'point' (predicted value) or 'upper' (upper end of the interval)")
     sur = surrogate or load_surrogate()
     cands = candidate_frame(load_space(space), scen)
+    if cands.empty:
+        m = scen.model_spec
+        rec = Recommendation(
+            scenario=scen, slo=s, objective=obj, chosen=None,
+            reason=(f"no config of space '{space}' can run {m.name} ({m.total_params_b:.0f}B parameters) on "
+                    f"{scen.hardware.count} x {scen.hardware.gpu}: add GPUs or pick a larger GPU "
+                    "(see `recommender check`)"),
+        )
+        return rec, cands.assign(meets_slo=False, pareto=False, chosen=False)
     pred = sur.predict_frame(cands, scen)
     supported = [c for c in pred.columns]
     for key in [obj, *(t.key for t in s.targets)]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from recommender._base import SCHEMA_VERSION, StrictModel
-from recommender.config import ServingConfig, Scenario
+from recommender.config import Scenario, ServingConfig
 from recommender.slo import SLO
 
 Provenance = Literal["measured", "public", "predicted", "modeled"]
@@ -79,7 +79,8 @@ class Measurement(StrictModel):
     ``status == "failed"`` carries ``failure_reason`` (e.g. ``oom``, ``timeout``, ``invalid_argument``,
     ``requests_failed``) and may have no metrics. ``intervals`` maps a metric key to a (low, high) prediction
     interval for predicted values. ``artifacts`` maps a name to a file (raw per-request records, power
-    timeline, server log) relative to the measurement's JSON file.
+    timeline, server log), relative to the dataset root the measurement was saved under
+    (see :func:`recommender.dataset.artifact_dir`).
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -7,7 +7,8 @@ Each preset is a function of a few overrides (request count, rate, concurrency) 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from recommender.errors import InputError, suggest
 from recommender.workload import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -12,6 +12,11 @@ import yaml
 from recommender.config import Hardware, Scenario, ServingConfig, parse
 from recommender.errors import InputError
 from recommender.workload import Workload
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Catalog model name, HF id, or path to a config.json.")]
+GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU type (see `recommender catalog gpus`).")]
+GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs available in the scenario.")]
+WorkloadOpt = Annotated[str, typer.Option("--workload", help="Workload preset (see README) or a Workload YAML file.")]
 
 
 def load_yaml_file(path: str, field: str) -> dict[str, Any]:

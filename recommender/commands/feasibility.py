@@ -6,16 +6,25 @@ from typing import Optional
 
 import typer
 
-from recommender.commands._common import build_config, build_scenario, build_workload, render_table
+from recommender.commands._common import (
+    GpuOpt,
+    GpusOpt,
+    ModelOpt,
+    WorkloadOpt,
+    build_config,
+    build_scenario,
+    build_workload,
+    render_table,
+)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("check")
     def check(
-        model: str = typer.Option(..., "--model", help="Catalog model name, HF id, or path to a config.json."),
-        gpu: str = typer.Option("H100-SXM", "--gpu", help="GPU type (see `recommender catalog gpus`)."),
-        gpus: int = typer.Option(1, "--gpus", help="GPUs available."),
-        workload: str = typer.Option("mlenergy-chat", "--workload", help="Workload preset or YAML file."),
+        model: ModelOpt,
+        gpu: GpuOpt = "H100-SXM",
+        gpus: GpusOpt = 1,
+        workload: WorkloadOpt = "mlenergy-chat",
         space: Optional[str] = typer.Option(None, "--space", help="Check every config of this knob space instead."),
         config: Optional[str] = typer.Option(None, "--config", help="ServingConfig YAML file."),
         tp: Optional[int] = typer.Option(None, "--tp", help="tensor_parallel_size"),

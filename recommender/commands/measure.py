@@ -7,7 +7,17 @@ from typing import Any, Optional
 
 import typer
 
-from recommender.commands._common import build_config, build_scenario, build_workload, load_yaml_file, render_table
+from recommender.commands._common import (
+    GpuOpt,
+    GpusOpt,
+    ModelOpt,
+    WorkloadOpt,
+    build_config,
+    build_scenario,
+    build_workload,
+    load_yaml_file,
+    render_table,
+)
 from recommender.config import parse
 from recommender.errors import InputError
 from recommender.workload import Workload
@@ -59,12 +69,12 @@ def _rows(measurements: list[Any]) -> list[dict[str, Any]]:
 def register(app: typer.Typer) -> None:
     @app.command("measure")
     def measure(
-        model: str = typer.Option(..., "--model", help="Catalog model name, HF id, or path to a config.json."),
-        gpu: str = typer.Option("H100-SXM", "--gpu", help="GPU type (see `recommender catalog gpus`)."),
-        gpus: int = typer.Option(1, "--gpus", help="GPUs in the scenario."),
+        model: ModelOpt,
+        gpu: GpuOpt = "H100-SXM",
+        gpus: GpusOpt = 1,
         gpu_indices: Optional[str] = typer.Option(None, "--gpu-indices", help="NVML indices to use, e.g. '0,1' "
                                                   "(default 0..tp*replicas-1)."),
-        workload: str = typer.Option("mlenergy-chat", "--workload", help="Workload preset or Workload YAML file."),
+        workload: WorkloadOpt = "mlenergy-chat",
         num_requests: Optional[int] = typer.Option(None, "--num-requests", help="Override the request count."),
         rate: Optional[float] = typer.Option(None, "--rate", help="Override the arrival rate (requests/s)."),
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop with this concurrency."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from recommender.commands._common import render_table
+from recommender.commands._common import GpuOpt, GpusOpt, ModelOpt, WorkloadOpt, render_table
 
 
 def _ms(v: float | None) -> str:
@@ -17,10 +17,10 @@ def _ms(v: float | None) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend(
-        model: str = typer.Option(..., "--model", help="Catalog model name, HF id, or path to a config.json."),
-        gpu: str = typer.Option("H100-SXM", "--gpu", help="GPU type (see `recommender catalog gpus`)."),
-        gpus: int = typer.Option(1, "--gpus", help="GPUs available."),
-        workload: str = typer.Option("azure-conv-2023", "--workload", help="Workload preset or YAML file."),
+        model: ModelOpt,
+        gpu: GpuOpt = "H100-SXM",
+        gpus: GpusOpt = 1,
+        workload: WorkloadOpt = "azure-conv-2023",
         rate: Optional[float] = typer.Option(None, "--rate", help="Override the preset's arrival rate (req/s)."),
         slo: str = typer.Option("ttft:p99<=2s,tpot:p90<=60ms", "--slo",
                                 help="Targets 'metric:percentile<=limit', comma-separated (ttft/tpot/itl; p50/p90/p99)."),
