@@ -75,6 +75,8 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
     Returns the Recommendation and the full predictions frame (one row per feasible config, with
     ``meets_slo``, ``pareto`` and ``chosen`` columns) for plots and tables.
     """
+    import pandas as pd
+
     from recommender.recommend import build_recommendation, candidate_frame
     from recommender.space import load_space
 
@@ -93,15 +95,14 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
                     "(see `recommender check`)"),
         )
         return rec, cands.assign(meets_slo=False, pareto=False, chosen=False)
-    pred = sur.predict_frame(cands, scen)
-    supported = [c for c in pred.columns]
+    pred = sur.predict_frame(cands, scen).reset_index(drop=True)
+    knob_cols = [c for c in cands.columns if c not in pred.columns]
+    pred = pd.concat([cands[knob_cols].reset_index(drop=True), pred], axis=1)
+    supported = list(pred.columns)
     for key in [obj, *(t.key for t in s.targets)]:
         if key not in supported:
             raise InputError("slo" if key != obj else "objective", key,
                              "the surrogate predicts ttft/tpot/itl at p50, p90 and p99; use one of those")
-    for col in ("is_default",):
-        if col in cands and col not in pred:
-            pred[col] = cands[col].to_numpy()
     return build_recommendation(pred, scen, s, obj, source=getattr(sur, "source", "surrogate"), risk=risk)  # type: ignore[arg-type]
 
 

@@ -93,6 +93,22 @@ def slo_mask(pred: pd.DataFrame, slo: SLO, risk: Risk = "point") -> np.ndarray:
     return ok
 
 
+def capacity_mask(pred: pd.DataFrame, scenario: Scenario, headroom: float = 0.97) -> np.ndarray:
+    """Open-loop workloads only: rows whose predicted output throughput sustains the offered load.
+
+    Offered output rate = arrival rate x mean output tokens. A server slower than that builds an unbounded
+    queue, so no latency it reports in a finite test holds in production; such rows cannot meet any SLO.
+    Closed-loop workloads (no arrival rate) always pass.
+    """
+    stats = scenario.workload.stats()
+    rate = stats.get("arrival_rate_rps", float("nan"))
+    if not np.isfinite(rate) or "throughput_output_tok_s" not in pred:
+        return np.ones(len(pred), dtype=bool)
+    offered = rate * stats["output_tokens_mean"]
+    thr = pred["throughput_output_tok_s"].to_numpy(dtype=float)
+    return np.nan_to_num(thr, nan=0.0) >= headroom * offered
+
+
 def pareto_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Mask of the points no other point dominates in (x, y), both minimized. O(n log n) sort and sweep."""
     order = np.lexsort((y, x))
@@ -141,7 +157,9 @@ def build_recommendation(pred: pd.DataFrame, scenario: Scenario, slo: SLO, objec
     ``pareto`` and ``chosen`` columns added (for plots and tables)."""
     pred = pred.copy()
     metric_keys = [c for c in pred.columns if c in Metrics.model_fields]
-    meets = slo_mask(pred, slo, risk)
+    sustains = capacity_mask(pred, scenario)
+    pred["sustains_load"] = sustains
+    meets = slo_mask(pred, slo, risk) & sustains
     pred["meets_slo"] = meets
     e = pred[ENERGY].to_numpy(dtype=float)
     lat = pred[objective].to_numpy(dtype=float)
@@ -179,6 +197,9 @@ def build_recommendation(pred: pd.DataFrame, scenario: Scenario, slo: SLO, objec
         return None if not b or c is None else 1.0 - c / b
 
     reason = "" if chosen else _why_none(pred, slo)
+    if default is not None and "sustains_load" in pred and not bool(pred[pred["is_default"]]["sustains_load"].iloc[0]):
+        default = default.model_copy(update={"notes": (default.notes + "; " if default.notes else "")
+                                             + "cannot sustain the offered load"})
     rec = Recommendation(
         scenario=scenario, slo=slo, objective=objective, chosen=chosen, pareto=pareto, default=default,
         fastest=fastest, savings_vs_default_frac=saving(default), savings_vs_fastest_frac=saving(fastest),
@@ -191,6 +212,8 @@ def _why_none(pred: pd.DataFrame, slo: SLO) -> str:
     if pred.empty:
         return "no config of the space is feasible on this hardware (see `recommender check`)"
     parts = []
+    if "sustains_load" in pred and not pred["sustains_load"].any():
+        parts.append("no config sustains the offered arrival rate")
     for t in slo.targets:
         best = float(np.nanmin(pred[t.key].to_numpy(dtype=float)))
         if best > t.limit_s:

@@ -39,11 +39,14 @@ def register(app: typer.Typer) -> None:
         from recommender import api
         from recommender.commands._common import build_workload
 
-        t0 = time.perf_counter()
         w = build_workload(workload, {"rate_rps": rate} if rate else {})
         scen = api.scenario(model, gpu, gpus, w)
-        rec, frame = api.explore(scen, slo, space=space, objective=objective, risk=risk)
+        t_load = time.perf_counter()
+        sur = api.load_surrogate()
+        t0 = time.perf_counter()
+        rec, frame = api.explore(scen, slo, space=space, objective=objective, risk=risk, surrogate=sur)
         dt = time.perf_counter() - t0
+        typer.echo(f"surrogate {getattr(sur, 'source', '')} loaded in {t0 - t_load:.1f} s")
         typer.echo(f"{scen.model} on {gpus} x {scen.hardware.gpu}, workload {scen.workload.name}; SLO {rec.slo}")
         typer.echo(f"scored {rec.evaluated} feasible configs of space '{space}' in {dt * 1e3:.0f} ms; "
                    f"{rec.feasible} meet the SLO (objective {rec.objective})")

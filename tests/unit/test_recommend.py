@@ -133,3 +133,16 @@ def test_api_argument_errors() -> None:
         api.scenario("Lama-3.1-8B")
     with pytest.raises(InputError, match="workload"):
         api.scenario("Llama-3.1-8B", workload={"input_tokens": 5})
+
+
+def test_configs_that_cannot_sustain_the_offered_load_never_meet_the_slo(scen) -> None:  # type: ignore[no-untyped-def]
+    class Slow(StubPredictor):
+        def predict_frame(self, cands, scenario):  # type: ignore[no-untyped-def]
+            out = super().predict_frame(cands, scenario)
+            offered = scenario.workload.stats()["arrival_rate_rps"] * scenario.workload.stats()["output_tokens_mean"]
+            out["throughput_output_tok_s"] = np.where(out["precision"] == "fp8", 0.5, 2.0) * offered
+            return out
+
+    rec, frame = api.explore(scen, "tpot:p90<=200ms", surrogate=Slow())
+    assert not frame[frame["precision"] == "fp8"]["meets_slo"].any()
+    assert rec.chosen is not None and rec.chosen.config.precision == "bf16"
