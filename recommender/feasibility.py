@@ -51,6 +51,12 @@ class Feasibility:
         return self.ok
 
 
+def _weight_dtype(precision: str) -> str:
+    """``bf16`` serves the checkpoint as published (``auto``: e.g. gpt-oss keeps its mxfp4 experts); ``fp8``
+    quantizes every weight to fp8."""
+    return "auto" if precision == "bf16" else precision
+
+
 def _gb(x: float) -> str:
     return f"{x / 1e9:.1f} GB"
 
@@ -87,7 +93,7 @@ def check_feasibility(config: ServingConfig, scenario: Scenario) -> Feasibility:
         )
 
     usable = gpu.memory_bytes * cfg.gpu_memory_utilization
-    weights = model.weight_bytes(cfg.precision) / tp
+    weights = model.weight_bytes(_weight_dtype(cfg.precision)) / tp
     act = btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
     logits = seqs * model.vocab_size * 4
     overhead = OVERHEAD_FIXED_BYTES + act + logits
@@ -161,7 +167,7 @@ def feasible_mask(configs: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     ok &= btok >= seqs
     ok &= chunked | (btok >= max_len)
     usable = gpu.memory_bytes * util
-    weights = np.where(fp8, model.weight_bytes("fp8"), model.weight_bytes("bf16")) / tp
+    weights = np.where(fp8, model.weight_bytes("fp8"), model.weight_bytes(_weight_dtype("bf16"))) / tp
     overhead = OVERHEAD_FIXED_BYTES + btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2 \
         + seqs * model.vocab_size * 4
     kv_tok = np.where(kv_fp8, model.kv_cache_bytes_per_token("fp8"), model.kv_cache_bytes_per_token("auto"))

@@ -1,0 +1,232 @@
+"""Benchmark: leave-one-model-out accuracy of the surrogate on the ML.ENERGY v3 H100 rows, the regret of
+picking ``max_num_seqs`` with it under median-ITL SLOs, and its training / prediction time (CPU).
+
+Protocol:
+- training data = the public sources the shipped model uses (ML.ENERGY v3, LLM-Inference-Bench, Splitwise);
+- for each catalog architecture with v3 rows, every row of that architecture (all its ``max_num_seqs`` points,
+  every task, every public source) is removed, the surrogate is fit on the rest, and the v3 rows are predicted;
+- MAPE of J/token, output throughput, median and p99 ITL (and power) over all held-out v3 rows;
+- regret: per v3 group (model, task, GPUs, precision) and SLO ``itl_p50 <= 25 / 50 / 100 ms``, pick the
+  ``max_num_seqs`` with the least predicted J/token among those predicted feasible; regret = measured J/token of
+  the pick / measured best feasible J/token - 1; violation = measured ITL of the pick / SLO - 1. ``point`` uses
+  the point prediction; ``upper80`` / ``upper90`` require the one-sided 80% / 90% upper bound of ITL (the
+  prediction times that quantile of the *other* models' out-of-model residuals) to meet the SLO;
+- timing: a full ``train_surrogate`` (with its own validations), and predicting 10,000 distinct configs.
+
+Run: ``python benchmarks/surrogate_lomo.py [--shared-data ../shared/data] [--out runs/benchmarks]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.surrogate import training
+from recommender.surrogate.build import DEFAULT_PUBLIC, train_surrogate
+from recommender.surrogate.public_data import load_public
+
+SLOS_S = (0.025, 0.050, 0.100)
+METRICS = ("energy_per_output_token_j", "throughput_output_tok_s", "itl_p50_s", "itl_p99_s", "avg_power_w")
+
+
+def lomo(shared: Path) -> pd.DataFrame:
+    loads = load_public(DEFAULT_PUBLIC, shared)
+    data = training.training_data([m for ld in loads for m in ld.measurements])
+    v3 = data.meta["source"].str.startswith("mlenergy-leaderboard-v3").to_numpy()
+    return training.grouped_cv(data, "model", eval_mask=v3)
+
+
+def regret(cv: pd.DataFrame, guard_quantile: float | None) -> pd.DataFrame:
+    """Regret rows; ``guard_quantile`` None = point prediction, else predicted ITL x exp(that quantile of the
+    other models' log residuals) must meet the SLO (a one-sided upper confidence bound)."""
+    rows = []
+    resid = np.log(cv["itl_p50_s"] / cv["itl_p50_s_pred"])
+    for key, g in cv.groupby(["model", "workload", "tensor_parallel_size", "precision_fp8"]):
+        others = resid[cv["model"] != key[0]].dropna()
+        factor = float(np.exp(np.quantile(others, guard_quantile))) if guard_quantile is not None else 1.0
+        for slo in SLOS_S:
+            feasible = g[g["itl_p50_s"] <= slo]
+            if feasible.empty:
+                continue
+            best = feasible["energy_per_output_token_j"].min()
+            cand = g[g["itl_p50_s_pred"] * factor <= slo]
+            if cand.empty:  # nothing predicted feasible: take the config predicted fastest
+                cand = g.loc[[g["itl_p50_s_pred"].idxmin()]]
+            pick = cand.loc[cand["energy_per_output_token_j_pred"].idxmin()]
+            rows.append({"slo_ms": slo * 1e3, "group": "/".join(map(str, key)), "pick_seqs": int(pick["max_num_seqs"]),
+                         "regret_pct": (pick["energy_per_output_token_j"] / best - 1) * 100,
+                         "violation_pct": (pick["itl_p50_s"] / slo - 1) * 100})
+    return pd.DataFrame(rows)
+
+
+def regret_table(r: pd.DataFrame) -> pd.DataFrame:
+    return r.groupby("slo_ms").agg(
+        groups=("regret_pct", "size"), median_regret_pct=("regret_pct", "median"),
+        mean_regret_pct=("regret_pct", "mean"), max_regret_pct=("regret_pct", "max"),
+        max_violation_pct=("violation_pct", "max"),
+        picks_violating_over_10pct=("violation_pct", lambda v: int((v > 10).sum())),
+    ).reset_index()
+
+
+def parity_plot(cv: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
+    labels = {"energy_per_output_token_j": "J per output token", "throughput_output_tok_s": "output tokens/s",
+              "itl_p50_s": "median ITL (s)", "itl_p99_s": "p99 ITL (s)"}
+    models = sorted(cv["model"].unique())
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    for ax, (m, label) in zip(axes, labels.items(), strict=True):
+        for model in models:
+            s = cv[cv["model"] == model]
+            ax.scatter(s[m], s[f"{m}_pred"], s=12, color=colors[model], label=model, alpha=0.8)
+        lo, hi = np.nanmin(cv[[m, f"{m}_pred"]].to_numpy()), np.nanmax(cv[[m, f"{m}_pred"]].to_numpy())
+        xs = np.array([lo * 0.8, hi * 1.25])
+        ax.plot(xs, xs, "k-", lw=1)
+        ax.plot(xs, xs * 1.15, "k:", lw=0.8)
+        ax.plot(xs, xs / 1.15, "k:", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {label}")
+        ax.set_ylabel(f"predicted {label} (model held out)")
+    axes[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle("Surrogate, leave-one-model-out on ML.ENERGY v3 H100 rows (dotted: +/-15%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def holdout(shared: Path, paths: list[Path]) -> pd.DataFrame:
+    """Train on the public data only; score on our own measurement files (an independent check)."""
+    from recommender.dataset import load_measurements
+
+    result = train_surrogate([], DEFAULT_PUBLIC, shared, out=None)
+    ours = [m for m in load_measurements(paths) if m.ok]
+    data = training.training_data(ours)
+    pred = training.predict_metrics(result.surrogate.estimator, data.X, result.surrogate.tpot_learned)
+    cv = data.meta.copy()
+    for t in pred.columns:
+        cv[t] = data.M[t].to_numpy()
+        cv[f"{t}_pred"] = pred[t].to_numpy()
+    return cv
+
+
+def _grid() -> tuple[object, list[object]]:
+    from recommender.config import Hardware, Scenario, ServingConfig
+    from recommender.presets import get_preset
+
+    scenario = Scenario(model="Llama-3.1-8B", hardware=Hardware(gpu="H100", count=8),
+                        workload=get_preset("mlenergy-chat"))
+    grid = [ServingConfig(tensor_parallel_size=tp, replicas=r, max_num_seqs=s, max_num_batched_tokens=b,
+                          enable_chunked_prefill=c, precision=p)
+            for tp, r, s, b, c, p in itertools.product([1, 2, 4, 8], [1, 2, 4, 8], range(8, 1032, 8),
+                                                        [2048, 4096, 8192], [True, False], ["bf16", "fp8"])][:10_000]
+    return scenario, grid
+
+
+def predict_timing(sur: object, repeats: int = 7) -> dict[str, float]:
+    """Median wall time to predict 10,000 distinct configs (ServingConfig objects or a knob DataFrame)."""
+    scenario, grid = _grid()
+    knobs = pd.DataFrame([c.model_dump() for c in grid])  # type: ignore[attr-defined]
+    runs: dict[str, list[float]] = {"objects_with_ood": [], "objects_no_ood": [], "frame_with_ood": []}
+    for _ in range(repeats):
+        for key, cfgs, ood in (("objects_with_ood", grid, True), ("objects_no_ood", grid, False),
+                               ("frame_with_ood", knobs, True)):
+            t = time.perf_counter()
+            sur.predict_frame(cfgs, scenario, with_ood=ood)  # type: ignore[attr-defined]
+            runs[key].append(time.perf_counter() - t)
+    out = {"configs": float(len(grid))}
+    for k, v in runs.items():
+        out[f"predict_10k_{k}_ms_median"] = statistics.median(v) * 1e3
+    return out
+
+
+def timing(shared: Path) -> dict[str, float]:
+    t0 = time.perf_counter()
+    result = train_surrogate([], DEFAULT_PUBLIC, shared, out=None)
+    out = {"train_surrogate_with_validation_s": time.perf_counter() - t0}
+    data = training.training_data([m for ld in load_public(DEFAULT_PUBLIC, shared) for m in ld.measurements])
+    t = time.perf_counter()
+    training.fit_estimator(data)
+    out["train_fit_only_s"] = time.perf_counter() - t
+    out.update(predict_timing(result.surrogate))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--holdout-measurements", type=Path, nargs="*", default=[],
+                    help="our Measurement files/folders to score a public-data-only surrogate on")
+    ap.add_argument("--predict-timing-only", action="store_true",
+                    help="only time predictions of the shipped model (models/surrogate-v1), e.g. under taskset")
+    args = ap.parse_args()
+    if args.predict_timing_only:
+        from recommender.surrogate.persistence import load
+
+        print(f"CPU affinity: {len(os.sched_getaffinity(0))} cores")
+        for k, v in predict_timing(load()).items():
+            print(f"  {k}: {v:.1f}")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    pd.set_option("display.width", 200)
+    fmt = lambda x: f"{x:.1f}"  # noqa: E731
+
+    t = time.perf_counter()
+    cv = lomo(args.shared_data)
+    cv_s = time.perf_counter() - t
+    print(f"Leave-one-model-out over ML.ENERGY v3 H100 rows: {len(cv)} rows, {cv['model'].nunique()} models "
+          f"({cv_s:.0f} s)\n")
+    print(training.error_table(cv, METRICS).to_string(index=False, float_format=fmt))
+    per_model = cv.assign(**{f"ape_{m}": (cv[f"{m}_pred"] / cv[m] - 1).abs() * 100 for m in METRICS[:4]})
+    print("\nMAPE per held-out model (percent):")
+    print(per_model.groupby("model")[[f"ape_{m}" for m in METRICS[:4]]].mean()
+          .rename(columns=lambda c: c.removeprefix("ape_")).to_string(float_format=fmt))
+    tables = {}
+    kinds = (("point", None, "point prediction"),
+             ("upper80", 0.8, "one-sided 80% upper bound of ITL meets the SLO"),
+             ("upper90", 0.9, "upper end of the served 80% interval meets the SLO"))
+    for kind, q, label in kinds:
+        r = regret(cv, q)
+        tables[kind] = regret_table(r)
+        print(f"\nRegret of picking max_num_seqs under itl_p50 <= SLO ({label}):")
+        print(tables[kind].to_string(index=False, float_format=fmt))
+    parity = args.out / "surrogate_lomo_parity.png"
+    parity_plot(cv, parity)
+    print(f"\nparity plot: {parity}")
+    result: dict[str, object] = {
+        "lomo": training.error_table(cv, METRICS).to_dict("records"),
+        "regret": {k: v.to_dict("records") for k, v in tables.items()},
+    }
+    if args.holdout_measurements:
+        ho = holdout(args.shared_data, args.holdout_measurements)
+        keys = ("energy_per_output_token_j", "throughput_output_tok_s", "avg_power_w", "itl_p50_s", "itl_p99_s",
+                "tpot_p50_s", "ttft_p50_s", "ttft_p99_s")
+        print(f"\nPublic-data-only surrogate on our own measurements ({len(ho)} runs, "
+              f"{ho['workload'].nunique()} workloads, never trained on):")
+        print(training.error_table(ho, keys).to_string(index=False, float_format=fmt))
+        result["holdout_ours"] = training.error_table(ho, keys).to_dict("records")
+    if not args.skip_timing:
+        tm = timing(args.shared_data)
+        result["timing"] = tm
+        print(f"\nCPU: {os.cpu_count()} logical cores visible")
+        for k, v in tm.items():
+            print(f"  {k}: {v:.1f}" if isinstance(v, float) else f"  {k}: {v}")
+    cv.to_csv(args.out / "surrogate_lomo_predictions.csv", index=False)
+    (args.out / "surrogate_lomo.json").write_text(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

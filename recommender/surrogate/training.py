@@ -1,0 +1,221 @@
+"""Training data, fitting and grouped validation of the surrogate.
+
+Measurements (ours and the public adapters') become one frame: the features of
+:mod:`recommender.surrogate.features` (per replica), the served metrics (per replica: throughput and power are
+divided by ``replicas``; the steady-state window where recorded, but TTFT over the whole run), the primitive
+targets of :mod:`recommender.surrogate.targets`, and metadata (catalog model, workload, GPU, source) for grouped
+validation. Rows measured at a locked clock or under a power cap are
+brought back to the default clock through the inverse DVFS model first, so the estimator always learns the
+default-clock behaviour and :mod:`recommender.surrogate.dvfs` applies the GPU knobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recommender.measurement import Measurement
+from recommender.surrogate import targets as T
+from recommender.surrogate.features import FEATURE_NAMES, RUN_LENGTH_FEATURES, features_from_measurements
+from recommender.surrogate.model import SurrogateRegressor
+
+logger = logging.getLogger(__name__)
+
+#: Columns the OOD distance check uses: what the operator chooses (model size and shape, GPU, knobs, traffic).
+OOD_COLUMNS: tuple[str, ...] = (
+    "active_params_b", "total_params_b", "num_layers", "hidden_size", "num_kv_heads", "num_experts",
+    "weight_bytes_per_param", "gpu_peak_tflops", "gpu_mem_bw_tb_s", "gpu_memory_gb", "tensor_parallel_size",
+    "max_num_seqs", "input_tokens_mean", "output_tokens_mean", "batch_est",
+)
+#: Hyper-parameters, chosen by leave-one-model-out error on the public data (benchmarks/surrogate_lomo.py).
+#: Served intervals come from the grouped validation in :mod:`recommender.surrogate.build`, so the estimator's
+#: own interval folds are off (``interval_cv=0``).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "n_estimators": 150, "learning_rate": 0.1, "max_depth": 2, "min_samples_leaf": 3, "subsample": 1.0,
+    "coverage": 0.8, "interval_cv": 0,
+}
+#: Central coverage of the served intervals (10th to 90th percentile of out-of-model residuals).
+COVERAGE = 0.8
+
+
+@dataclass
+class TrainingData:
+    """Feature frame ``X`` (:data:`FEATURE_NAMES` + :data:`EXTRA_COLUMNS`), served metrics ``M`` at the default
+    clock, ``M_raw`` as measured (both per replica), primitive targets ``Y`` (NaN = not measured), metadata."""
+
+    X: pd.DataFrame
+    M: pd.DataFrame
+    M_raw: pd.DataFrame
+    Y: pd.DataFrame
+    meta: pd.DataFrame
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def subset(self, mask: np.ndarray) -> TrainingData:
+        """Rows where ``mask`` is True."""
+        m = np.asarray(mask, dtype=bool)
+        r = lambda d: d[m].reset_index(drop=True)  # noqa: E731
+        return TrainingData(r(self.X), r(self.M), r(self.M_raw), r(self.Y), r(self.meta), dict(self.dropped))
+
+
+def training_data(measurements: Sequence[Measurement], dvfs_params: Any = None) -> TrainingData:
+    """Build the training frame from successful measurements (failed ones are dropped and counted).
+
+    Args:
+        measurements: ours and public ones.
+        dvfs_params: :class:`~recommender.surrogate.dvfs.DVFSParams` for normalising locked-clock rows
+            (default the documented defaults).
+    """
+    from recommender.surrogate import dvfs
+
+    params = dvfs_params or dvfs.DEFAULT_PARAMS
+    ok = [m for m in measurements if m.ok]
+    dropped = {"failed measurements": len(measurements) - len(ok)} if len(ok) < len(measurements) else {}
+    feats = features_from_measurements(ok)
+    M = pd.DataFrame({t: [_metric(m, t) for m in ok] for t in T.METRICS}, dtype=float)
+    reps = feats["replicas"].to_numpy()
+    for t in T.PER_REPLICA:
+        M[t] = M[t] / reps
+    M_raw = M.copy()
+    knobs = (feats["gpu_clock_mhz"].notna() | feats["power_limit_w"].notna()).to_numpy()
+    if knobs.any():
+        clock = np.array([m.value("mean_sm_clock_mhz") or np.nan for m in ok], dtype=float)[knobs]
+        clock = np.where(np.isnan(clock), feats["gpu_clock_mhz"].to_numpy()[knobs], clock)
+        M.loc[knobs] = dvfs.to_default_clock(feats[knobs].reset_index(drop=True), M[knobs].reset_index(drop=True),
+                                             params, clock_mhz=clock).to_numpy()
+    meta = pd.DataFrame({
+        "model": [m.scenario.model_spec.name for m in ok],
+        "workload": [m.scenario.workload.name for m in ok],
+        "gpu": [m.scenario.hardware.gpu for m in ok],
+        "provenance": [m.provenance for m in ok],
+        "source": [m.source for m in ok],
+        "max_num_seqs": feats["max_num_seqs"].to_numpy(),
+        "tensor_parallel_size": feats["tensor_parallel_size"].to_numpy(),
+        "precision_fp8": feats["precision_fp8"].to_numpy(),
+        "locked_clock": knobs,
+    })
+    X = feats.reset_index(drop=True)
+    return TrainingData(X, M, M_raw, T.learned_frame(X, M), meta, dropped)
+
+
+def _metric(m: Measurement, key: str) -> float | None:
+    """Training value of ``key``: the steady-state window where recorded (what the engine sustains), except
+    TTFT, taken over the whole run: in a queueing run TTFT is the queue, which a window would cut."""
+    if key.startswith("ttft_"):
+        v = m.value(key, window="whole")
+        return v if v is not None else m.value(key)
+    return m.value(key)
+
+
+def make_estimator(**params: Any) -> SurrogateRegressor:
+    """A :class:`SurrogateRegressor` wired to :data:`targets.LEARNED` and :data:`OOD_COLUMNS`."""
+    hidden = set(RUN_LENGTH_FEATURES)
+    trees = [
+        [c for c in FEATURE_NAMES if c not in hidden and (t in T.TREES_SEE_ENERGY_BASIS or c not in T.ENERGY_BASIS)]
+        for t in T.LEARNED
+    ]
+    p: dict[str, Any] = {"ood_columns": list(OOD_COLUMNS), "tree_columns": trees, **DEFAULT_PARAMS}
+    p.update(params)
+    bases = [list(b) if b is not None else None for b in T.LEARNED.values()]
+    return SurrogateRegressor(baseline_columns=bases, **p)
+
+
+def tpot_is_learned(data: TrainingData) -> bool:
+    """Whether enough TPOT was measured to learn it (else it is derived from ITL)."""
+    return int(data.Y["tpot_p50_s"].notna().sum()) >= T.MIN_TPOT_ROWS
+
+
+def fit_estimator(data: TrainingData, **params: Any) -> SurrogateRegressor:
+    """Fit the estimator on ``data``'s primitive targets (TPOT only when enough was measured to learn it)."""
+    Y = data.Y.copy()
+    if not tpot_is_learned(data):  # derived from ITL at prediction: do not fit (or ship) unused trees
+        Y[[t for t in Y.columns if t.startswith("tpot_")]] = np.nan
+    return make_estimator(**params).fit(
+        data.X[list(FEATURE_NAMES)], Y.to_numpy(), groups=data.meta["model"].to_numpy()
+    )
+
+
+def predict_metrics(est: SurrogateRegressor, X: pd.DataFrame, tpot_learned: bool) -> pd.DataFrame:
+    """Served metrics per replica at the default clock for feature rows ``X``."""
+    learned = pd.DataFrame(est.predict(X[list(FEATURE_NAMES)]), columns=list(T.LEARNED_TARGETS), index=X.index)
+    return T.derive(X, learned, tpot_learned)
+
+
+def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | None = None,
+               **params: Any) -> pd.DataFrame:
+    """Leave-one-group-out predictions of the served metrics.
+
+    Args:
+        data: training data.
+        by: metadata column to group on (``model`` = leave-one-model-out, ``workload`` = leave-one-workload-out).
+        eval_mask: only groups with a row here are held out, and only these rows are scored (default: all).
+        params: estimator hyper-parameters.
+
+    Returns:
+        One row per scored row: metadata, and per metric ``<m>`` (measured) and ``<m>_pred``.
+    """
+    mask = np.ones(len(data), bool) if eval_mask is None else np.asarray(eval_mask, bool)
+    groups = data.meta[by].to_numpy()
+    tpot = tpot_is_learned(data)
+    parts = []
+    for g in pd.unique(groups[mask]):
+        test = (groups == g) & mask
+        est = fit_estimator(data.subset(groups != g), **params)
+        pred = predict_metrics(est, data.X[test], tpot)
+        part = data.meta[test].copy()
+        for t in T.METRICS:
+            part[t] = data.M[t][test].to_numpy()
+            part[f"{t}_pred"] = pred[t].to_numpy()
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def error_table(cv: pd.DataFrame, metrics: Sequence[str] = T.METRICS) -> pd.DataFrame:
+    """Per metric: rows scored, groups, MAPE, median and p90 absolute percentage error of a CV result."""
+    rows = []
+    for t in metrics:
+        ok = (cv[t].notna() & cv[f"{t}_pred"].notna()) if t in cv else pd.Series(False, index=cv.index)
+        if not ok.any():
+            rows.append({"metric": t, "n": 0, "mape_pct": np.nan, "median_ape_pct": np.nan, "p90_ape_pct": np.nan})
+            continue
+        ape = (cv.loc[ok, f"{t}_pred"] / cv.loc[ok, t] - 1.0).abs() * 100.0
+        rows.append({"metric": t, "n": int(ok.sum()), "mape_pct": float(ape.mean()),
+                     "median_ape_pct": float(ape.median()), "p90_ape_pct": float(ape.quantile(0.9))})
+    return pd.DataFrame(rows)
+
+
+def residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = (0.1, 0.2, 0.5, 0.8, 0.9),
+                       min_rows: int = 10) -> dict[str, dict[str, float]]:
+    """Per metric, quantiles of ``log(measured / predicted)`` out of group, keyed ``"0.8"`` etc."""
+    out: dict[str, dict[str, float]] = {}
+    for t in T.METRICS:
+        if t not in cv:
+            continue
+        r = np.log(cv[t] / cv[f"{t}_pred"]).to_numpy(dtype=float)
+        r = r[np.isfinite(r)]
+        if r.size >= min_rows:
+            out[t] = {f"{q:g}": float(np.quantile(r, q)) for q in quantiles}
+    return out
+
+
+def interval_quantiles(cv: pd.DataFrame, coverage: float = COVERAGE, min_rows: int = 10) -> dict[str, list[float]]:
+    """Per metric, the (low, high) quantiles of ``log(measured / predicted)`` out of group: the served interval
+    is ``prediction * exp(low) .. prediction * exp(high)``. Metrics with fewer than ``min_rows`` scored rows
+    are left out (the caller falls back to a wide default)."""
+    alpha = (1.0 - coverage) / 2.0
+    out: dict[str, list[float]] = {}
+    for t in T.METRICS:
+        if t not in cv:
+            continue
+        r = np.log(cv[t] / cv[f"{t}_pred"]).to_numpy(dtype=float)
+        r = r[np.isfinite(r)]
+        if r.size >= min_rows:
+            out[t] = [float(np.quantile(r, alpha)), float(np.quantile(r, 1.0 - alpha))]
+    return out

@@ -1,0 +1,91 @@
+"""SurrogateRegressor: scikit-learn contract, grey-box baselines, NaN targets, intervals and OOD flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from recommender.surrogate.model import SurrogateRegressor
+
+pytestmark = pytest.mark.unit
+
+
+@parametrize_with_checks([SurrogateRegressor(n_estimators=10), SurrogateRegressor(n_estimators=10, interval_cv=3)])
+def test_sklearn_estimator_contract(estimator, check) -> None:
+    check(estimator)
+
+
+def _physics_data(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """y = 2 a + 0.5 b (a grey-box baseline) times a mild learned factor of c, plus noise."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.uniform(1, 10, n), "b": rng.uniform(1, 100, n), "c": rng.uniform(0, 1, n)})
+    y = (2 * X["a"] + 0.5 * X["b"]) * np.exp(0.2 * X["c"]) * np.exp(rng.normal(0, 0.02, n))
+    return X, y.to_numpy()
+
+
+def test_nonnegative_baseline_is_fitted_and_extrapolates() -> None:
+    X, y = _physics_data()
+    est = SurrogateRegressor(baseline_columns=[["a", "b"]], n_estimators=50).fit(X, y)
+    coef = est.baseline_coef_[0]
+    assert (coef >= 0).all()
+    assert coef[1] / coef[0] == pytest.approx(0.25, rel=0.2)
+    # ten times beyond the training range of b: the physics baseline carries the prediction
+    far = pd.DataFrame({"a": [5.0], "b": [1000.0], "c": [0.5]})
+    truth = (2 * 5 + 0.5 * 1000) * np.exp(0.1)
+    assert est.predict(far)[0] == pytest.approx(truth, rel=0.15)
+    assert est.transform_ == ["ratio"]
+
+
+def test_multi_target_with_missing_values_per_target() -> None:
+    X, y = _physics_data()
+    Y = np.column_stack([y, 3 * y])
+    Y[::2, 1] = np.nan  # the second target was measured on half of the rows
+    est = SurrogateRegressor(baseline_columns=[["a", "b"], ["a", "b"]], n_estimators=40).fit(X, Y)
+    assert est.n_train_ == [300, 150]
+    p = est.predict(X.iloc[:5])
+    assert p.shape == (5, 2)
+    assert p[:, 1] / p[:, 0] == pytest.approx(3, rel=0.1)
+
+
+def test_target_without_rows_predicts_its_baseline_with_a_wide_interval() -> None:
+    X, y = _physics_data(50)
+    Y = np.column_stack([y, np.full(50, np.nan)])
+    est = SurrogateRegressor(baseline_columns=[None, "b"], n_estimators=10).fit(X, Y)
+    assert est.estimators_[1] is None
+    point, lo, hi = est.predict_interval(X.iloc[:3])
+    assert point[:, 1] == pytest.approx(X["b"].iloc[:3].to_numpy())
+    assert (hi[:, 1] / lo[:, 1] > 5).all()
+
+
+def test_grouped_intervals_cover_out_of_group_errors() -> None:
+    X, y = _physics_data(400, seed=1)
+    groups = np.repeat(np.arange(8), 50)
+    est = SurrogateRegressor(baseline_columns=[["a", "b"]], n_estimators=40, interval_cv=4, coverage=0.8)
+    est.fit(X, y, groups=groups)
+    assert est.cv_scores_[0]["groups"] == 8 and est.cv_scores_[0]["mape"] < 10
+    X2, y2 = _physics_data(200, seed=2)
+    point, lo, hi = est.predict_interval(X2)
+    inside = ((y2 >= lo[:, 0]) & (y2 <= hi[:, 0])).mean()
+    assert 0.6 < inside <= 1.0
+    assert (lo[:, 0] <= point[:, 0]).all() and (point[:, 0] <= hi[:, 0]).all()
+
+
+def test_ood_names_features_outside_training_and_far_rows() -> None:
+    X, y = _physics_data()
+    est = SurrogateRegressor(baseline_columns=[["a", "b"]], n_estimators=10).fit(X, y)
+    q = pd.DataFrame({"a": [5.0, 50.0, 5.0], "b": [50.0, 50.0, 50.0], "c": [0.5, 0.5, np.nan]})
+    mask, reasons = est.ood(q)
+    assert mask.tolist() == [False, True, True]
+    assert reasons[0] == "" and "a outside training" in reasons[1] and "c missing" in reasons[2]
+
+
+def test_log_target_true_refuses_non_positive_values() -> None:
+    X, y = _physics_data(30)
+    y = y.copy()
+    y[0] = -1.0
+    with pytest.raises(ValueError, match="> 0"):
+        SurrogateRegressor(log_target=True, n_estimators=5).fit(X, y)
+    with pytest.raises(ValueError, match="baseline column"):
+        SurrogateRegressor(baseline_columns=["nope"], n_estimators=5).fit(X, np.abs(y))

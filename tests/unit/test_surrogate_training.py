@@ -1,0 +1,71 @@
+"""Training: our Measurement files and public data train together; locked-clock rows are normalised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.dataset import save_measurement
+from recommender.measurement import Metrics
+from recommender.surrogate import dvfs, training
+from recommender.surrogate.build import train_surrogate
+from recommender.surrogate.public_data import load_mlenergy_v3
+
+pytestmark = pytest.mark.unit
+PUBLIC = Path(__file__).parent / "data" / "public"
+
+
+def _own_measurements(tmp_path: Path, clock: int | None) -> tuple[Path, list]:
+    """Public v3 rows re-recorded as our own (provenance measured), optionally at a locked clock via DVFS."""
+    base = [m for m in load_mlenergy_v3(PUBLIC).measurements if m.scenario.model == "Llama-3.1-8B"]
+    out = []
+    for m in base:
+        cfg = m.config.model_copy(update={"gpu_clock_mhz": clock})
+        metrics = m.metrics
+        if clock is not None:
+            from recommender.surrogate.features import build_features
+
+            f = build_features(m.scenario, [cfg])
+            cols = {k: [metrics.get(k)] for k in ("itl_p50_s", "itl_p99_s", "throughput_output_tok_s", "avg_power_w",
+                                                  "energy_per_output_token_j")}
+            moved, _ = dvfs.apply(f, pd.DataFrame(cols))
+            metrics = Metrics(**{**metrics.model_dump(), **{k: float(moved[k][0]) for k in cols}})
+        out.append(m.model_copy(update={"config": cfg, "metrics": metrics, "steady_state": None,
+                                        "provenance": "measured", "source": "ours"}))
+    root = tmp_path / f"own-{clock}"
+    for m in out:
+        save_measurement(m, root)
+    return root, out
+
+
+def test_measurement_files_and_public_data_train_together(tmp_path: Path) -> None:
+    root, own = _own_measurements(tmp_path, None)
+    result = train_surrogate([root], ("mlenergy-v3", "llm-inference-bench", "splitwise"), PUBLIC, out=None,
+                             params={"n_estimators": 10})
+    s = result.data_summary
+    assert s["own_measurements"] == len(own) == 4
+    assert s["rows_per_source"]["ours"] == 4
+    assert s["rows"] == 4 + sum(a["rows_used"] for a in s["public_adapters"])
+    assert set(result.lomo["metric"]) >= {"energy_per_output_token_j", "itl_p50_s"}
+    assert result.seconds < 60
+
+
+def test_locked_clock_rows_are_brought_back_to_the_default_clock(tmp_path: Path) -> None:
+    _, plain = _own_measurements(tmp_path, None)
+    _, locked = _own_measurements(tmp_path, 1400)
+    data = training.training_data(locked)
+    assert data.meta["locked_clock"].all()
+    ref = training.training_data(plain)
+    for k in ("itl_p50_s", "throughput_output_tok_s", "avg_power_w"):
+        assert not np.allclose(data.M_raw[k], ref.M[k])  # measured at 1400 MHz: different
+        assert data.M[k].to_numpy() == pytest.approx(ref.M[k].to_numpy(), rel=0.03), k
+
+
+def test_failed_measurements_are_dropped_and_counted(tmp_path: Path) -> None:
+    _, plain = _own_measurements(tmp_path, None)
+    failed = plain[0].model_copy(update={"status": "failed", "failure_reason": "oom", "metrics": None})
+    data = training.training_data([*plain, failed])
+    assert len(data) == len(plain) and data.dropped == {"failed measurements": 1}
