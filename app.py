@@ -43,7 +43,8 @@ def sidebar() -> tuple[str, str, int, str, dict, str, str]:
     gpus = [g.name for g in list_gpus()]
     gpu = sb.selectbox("GPU", gpus, index=gpus.index("H100-SXM") if "H100-SXM" in gpus else 0)
     count = int(sb.number_input("GPUs available", min_value=1, max_value=64, value=1, step=1))
-    workload = sb.selectbox("Workload", [p for p in PRESETS if not p.endswith("replay")], index=0)
+    presets = [p for p in PRESETS if not p.endswith("replay")]
+    workload = sb.selectbox("Workload", presets, index=presets.index("azure-conv-2023"))
     overrides: dict = {}
     if workload.startswith("azure"):
         rate = sb.number_input("Arrival rate (req/s, 0 = the trace's own)", min_value=0.0, value=0.0, step=0.5)

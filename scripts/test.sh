@@ -12,6 +12,11 @@ if [ -z "${RECOMMENDER_TEST_POSTGRES_URL:-}" ] && [ -f .ci/postgres.sh ]; then
     echo "warning: could not start PostgreSQL; postgres tests will be skipped" >&2
   fi
 fi
+# a real browser for the UI test (Debian's chromium + chromium-driver), when we may install packages
+if ! command -v chromedriver >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+fi
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
 rc=$?
