@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             with ev.serve(cfg, scen[args.settings[0]]) as session:
                 print(f"S={seqs}: server healthy after {session.servers[0].startup_s:.0f} s; idle "
                       f"{_f(session.idle_power_w, 0)} W; vllm {session.versions.get('vllm')}", flush=True)
+                if args.warmup_s > 0:
+                    warm_up(session, scen[args.settings[0]], args.warmup_s)
                 for name in args.settings:
                     wl = scen[name].workload
                     n = len(wl.sample())
@@ -115,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
                     if time.monotonic() + est_run_s(n, mean_out, seqs) > deadline:
                         print(f"S={seqs} ({name}): skipped, a run would end after the deadline", flush=True)
                         continue
-                    ms = session.measure(cfg, scen[name], repeats=args.repeats, label=f"setting {name}",
-                                         deadline_s=deadline)
+                    label = f"setting {name}" + (f"; after {args.warmup_s:g} s warm-up" if args.warmup_s > 0 else "")
+                    ms = session.measure(cfg, scen[name], repeats=args.repeats, label=label, deadline_s=deadline)
                     done += ms
                     for m in ms:
                         print_progress(seqs, name, m)
@@ -132,6 +134,27 @@ def run(args: argparse.Namespace) -> int:
     summarize([(m, out) for m in done], args.mlenergy_csv)
     print(f"total {time.monotonic() - t_start:.0f} s", flush=True)
     return 0 if any(m.ok for m in done) else 1
+
+
+def warm_up(session: Any, scenario: Any, seconds: float) -> None:
+    """Send ``scenario``'s load (again and again, fresh prompts each pass) for ``seconds``; open requests are
+    cancelled at the end. Nothing of it is measured: it only brings the GPU to its working temperature."""
+    from recommender.serving.loadgen import make_prompts, run_load
+    from recommender.serving.session import MODEL_NAME
+
+    plan = scenario.workload.sample(max_total_tokens=scenario.effective_max_model_len())
+    t0 = time.monotonic()
+    passes = sent = 0
+    while (left := t0 + seconds - time.monotonic()) > 1.0:
+        prompts = make_prompts(plan.input_tokens, session.engine.vocab_size, session.engine.avoid_ids,
+                               seed=7_777_777 + passes)
+        r = run_load([s.base_url for s in session.servers], MODEL_NAME, plan, prompts, run_timeout_s=left,
+                     request_id_prefix=f"warmup{passes}")
+        passes += 1
+        sent += sum(x.success for x in r.results)
+    time.sleep(2.0)  # let the server finish aborting the cancelled requests
+    print(f"  warm-up: {time.monotonic() - t0:.0f} s of {scenario.workload.name} load, {passes} pass(es), "
+          f"{sent} requests completed (not measured)", flush=True)
 
 
 def print_progress(seqs: int, setting: str, m: Any) -> None:
@@ -299,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archive", default=None, help="also pack this call's results into this .tar.gz")
     ap.add_argument("--deadline-s", type=float, default=560.0, help="start no run that would end later")
     ap.add_argument("--gpu", type=int, default=0, help="NVML index of the GPU to use")
+    ap.add_argument("--warmup-s", type=float, default=0.0,
+                    help="after the server start, run the first setting's load this long (not measured)")
     ap.add_argument("--start-timeout-s", type=float, default=420.0)
     ap.add_argument("--vllm-cmd", default=None, help="command that runs `vllm serve` (default: this python)")
     ap.add_argument("--vllm-extra-args", default="", help="appended to vllm serve, e.g. '--async-scheduling'")
