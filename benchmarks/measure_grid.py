@@ -147,21 +147,15 @@ def cfg_label(m: Any) -> str:
 
 # ---- running ----------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
+    from measure_h100 import make_evaluator  # same folder: run as `python benchmarks/measure_grid.py`
+
     from recommender.config import Hardware, Scenario
     from recommender.errors import EnergyMeterError, ServerStartError
-    from recommender.evaluators.vllm import VLLMEvaluator
-    from recommender.serving.settings import parse_command
 
     t0 = time.monotonic()
     deadline = t0 + args.deadline_s
     out = Path(args.out)
-    ev = VLLMEvaluator(
-        out, gpu_indices=[args.gpu], repeats=args.repeats, require_energy=not args.no_energy,
-        start_timeout_s=args.start_timeout_s, skip_tokenizer_init=args.skip_tokenizer_init,
-        vllm_command=parse_command(args.vllm_cmd) if args.vllm_cmd else None,
-        extra_serve_args=args.vllm_extra_args.split() if args.vllm_extra_args else (),
-        warmup_requests=8, idle_power_s=3.0, check_feasibility=False,
-    )  # fmt: skip
+    ev = make_evaluator(args, out)
     hw = Hardware(gpu=args.gpu_name, count=1)
     workloads = [parse_workload(w) for w in args.workload]
     labels = [w[0] for w in workloads]

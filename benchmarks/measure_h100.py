@@ -74,23 +74,29 @@ def est_run_s(num_requests: int, mean_output: float, seqs: int) -> float:
 
 
 # ---- running ----------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
-    from recommender.config import Hardware, Scenario, ServingConfig
-    from recommender.errors import EnergyMeterError, ServerStartError
+def make_evaluator(args: argparse.Namespace, out: Path) -> Any:
+    """The VLLMEvaluator both benchmark scripts use, from their shared device flags."""
     from recommender.evaluators.vllm import VLLMEvaluator
-    from recommender.presets import fixed, mlenergy_chat
     from recommender.serving.settings import parse_command
 
-    t_start = time.monotonic()
-    deadline = t_start + args.deadline_s
-    out = Path(args.out)
-    ev = VLLMEvaluator(
+    return VLLMEvaluator(
         out, gpu_indices=[args.gpu], repeats=args.repeats, require_energy=not args.no_energy,
         start_timeout_s=args.start_timeout_s, skip_tokenizer_init=args.skip_tokenizer_init,
         vllm_command=parse_command(args.vllm_cmd) if args.vllm_cmd else None,
         extra_serve_args=args.vllm_extra_args.split() if args.vllm_extra_args else (),
         warmup_requests=8, idle_power_s=3.0, check_feasibility=False,
     )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from recommender.config import Hardware, Scenario, ServingConfig
+    from recommender.errors import EnergyMeterError, ServerStartError
+    from recommender.presets import fixed, mlenergy_chat
+
+    t_start = time.monotonic()
+    deadline = t_start + args.deadline_s
+    out = Path(args.out)
+    ev = make_evaluator(args, out)
     hw = Hardware(gpu="H100", count=1)
     done: list[Any] = []
     for seqs in args.seqs:

@@ -198,8 +198,7 @@ def residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = (0.1, 0.2,
     for t in T.METRICS:
         if t not in cv:
             continue
-        r = np.log(cv[t] / cv[f"{t}_pred"]).to_numpy(dtype=float)
-        r = r[np.isfinite(r)]
+        r = _log_residuals(cv, t)
         if r.size >= min_rows:
             out[t] = {f"{q:g}": float(np.quantile(r, q)) for q in quantiles}
     return out
@@ -214,8 +213,13 @@ def interval_quantiles(cv: pd.DataFrame, coverage: float = COVERAGE, min_rows: i
     for t in T.METRICS:
         if t not in cv:
             continue
-        r = np.log(cv[t] / cv[f"{t}_pred"]).to_numpy(dtype=float)
-        r = r[np.isfinite(r)]
+        r = _log_residuals(cv, t)
         if r.size >= min_rows:
             out[t] = [float(np.quantile(r, alpha)), float(np.quantile(r, 1.0 - alpha))]
     return out
+
+
+def _log_residuals(cv: pd.DataFrame, metric: str) -> np.ndarray:
+    """Finite ``log(measured / predicted)`` of ``metric`` over the out-of-group rows of ``cv``."""
+    r = np.log(cv[metric] / cv[f"{metric}_pred"]).to_numpy(dtype=float)
+    return r[np.isfinite(r)]
