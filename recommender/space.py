@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -231,28 +230,28 @@ class KnobSpace:
         return rows
 
 
+def _space_dirs() -> list[Path]:
+    """Where bundled spaces live: ./search_spaces, the source checkout's, and the installed copy."""
+    import importlib.util
+
+    dirs = [Path.cwd() / "search_spaces", Path(__file__).resolve().parents[1] / "search_spaces"]
+    spec = importlib.util.find_spec("recommender._spaces")  # a namespace package mapped from search_spaces/
+    if spec is not None and spec.submodule_search_locations:
+        dirs += [Path(p) for p in spec.submodule_search_locations]
+    return [d for d in dirs if d.is_dir()]
+
+
 def _bundled(name: str) -> Path | None:
-    for base in (Path.cwd() / "search_spaces", Path(str(resources.files("recommender"))).parent / "search_spaces"):
+    for base in _space_dirs():
         p = base / f"{name}.yaml"
         if p.is_file():
             return p
-    try:
-        p2 = resources.files("recommender._spaces").joinpath(f"{name}.yaml")
-        return Path(str(p2)) if p2.is_file() else None
-    except ModuleNotFoundError:
-        return None
+    return None
 
 
 def list_spaces() -> list[str]:
     """Names of the bundled spaces."""
-    names = set()
-    for base in (Path.cwd() / "search_spaces", Path(str(resources.files("recommender"))).parent / "search_spaces"):
-        names |= {p.stem for p in base.glob("*.yaml")} if base.is_dir() else set()
-    try:
-        names |= {Path(str(p)).stem for p in resources.files("recommender._spaces").iterdir() if str(p).endswith(".yaml")}
-    except ModuleNotFoundError:
-        pass
-    return sorted(names)
+    return sorted({p.stem for base in _space_dirs() for p in base.glob("*.yaml")})
 
 
 def load_space(path_or_name: str) -> KnobSpace:

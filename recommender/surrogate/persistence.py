@@ -53,12 +53,12 @@ def default_model_dir() -> Path:
     repo = Path(__file__).resolve().parents[2] / "models"
     if repo.is_dir():
         return repo
-    from importlib import resources
+    import importlib.util
 
-    try:
-        return Path(str(resources.files("recommender._models")))
-    except ModuleNotFoundError:
-        return repo
+    spec = importlib.util.find_spec("recommender._models")  # a namespace package mapped from models/
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return repo
 
 
 def sha256_file(path: str | Path) -> str:
