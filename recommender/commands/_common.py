@@ -35,16 +35,35 @@ def load_yaml_file(path: str, field: str) -> dict[str, Any]:
     return data
 
 
-def build_workload(spec: str, overrides: dict[str, Any] | None = None) -> Workload:
-    """A preset name (with overrides such as ``num_requests``) or a Workload YAML file."""
+def build_workload(spec: str, num_requests: int | None = None, rate: float | None = None,
+                   concurrency: int | None = None) -> Workload:
+    """A preset (overrides passed to it) or a Workload YAML file (overrides applied to its fields).
+
+    ``num_requests`` replaces the request count (and any duration); ``rate`` sets a Poisson/gamma rate;
+    ``concurrency`` makes the workload closed-loop with that concurrency.
+
+    Raises:
+        InputError: unknown preset, an override the preset does not take, ``rate`` on a workload without
+            Poisson/gamma arrivals, or an invalid resulting Workload.
+    """
     from recommender.presets import get_preset
 
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if spec.endswith((".yaml", ".yml")):
-        data = load_yaml_file(spec, "--workload")
-        data.update(overrides)
-        return parse(Workload, data, spec)
-    return get_preset(spec, **overrides)
+    if not spec.endswith((".yaml", ".yml")):
+        overrides = {"num_requests": num_requests, "rate_rps": rate, "concurrency": concurrency}
+        return get_preset(spec, **{k: v for k, v in overrides.items() if v is not None})
+    data = load_yaml_file(spec, "--workload")
+    arrivals = dict(data.get("arrivals") or {})
+    if num_requests is not None:
+        data["num_requests"], data["duration_s"] = num_requests, None
+    if rate is not None:
+        if arrivals.get("kind") not in ("poisson", "gamma"):
+            raise InputError("--rate", rate, f"{spec} has {arrivals.get('kind')!r} arrivals; --rate needs poisson or "
+                             "gamma arrivals (or use --concurrency for a closed loop)")
+        arrivals["rate_rps"] = rate
+    if concurrency is not None:
+        arrivals = {"kind": "closed_loop", "concurrency": concurrency}
+    data["arrivals"] = arrivals
+    return parse(Workload, data, spec)
 
 
 def build_scenario(model: str, gpu: str, gpus: int, workload: Workload, max_model_len: int | None = None) -> Scenario:

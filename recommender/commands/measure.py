@@ -15,36 +15,11 @@ from recommender.commands._common import (
     build_config,
     build_scenario,
     build_workload,
-    load_yaml_file,
     render_table,
 )
-from recommender.config import parse
 from recommender.errors import InputError
-from recommender.workload import Workload
 
 DEFAULT_OUT = "runs/measurements"
-
-
-def measure_workload(spec: str, num_requests: int | None, rate: float | None, concurrency: int | None) -> Workload:
-    """A preset (overrides passed to it) or a Workload YAML file (overrides applied to its fields).
-
-    ``rate`` sets a Poisson/gamma rate; ``concurrency`` makes the workload closed-loop with that concurrency.
-    """
-    if not spec.endswith((".yaml", ".yml")):
-        return build_workload(spec, {"num_requests": num_requests, "rate_rps": rate, "concurrency": concurrency})
-    data = load_yaml_file(spec, "--workload")
-    arrivals = dict(data.get("arrivals") or {})
-    if num_requests is not None:
-        data["num_requests"], data["duration_s"] = num_requests, None
-    if rate is not None:
-        if arrivals.get("kind") not in ("poisson", "gamma"):
-            raise InputError("--rate", rate, f"{spec} has {arrivals.get('kind')!r} arrivals; --rate needs poisson or "
-                             "gamma arrivals (or use --concurrency for a closed loop)")
-        arrivals["rate_rps"] = rate
-    if concurrency is not None:
-        arrivals = {"kind": "closed_loop", "concurrency": concurrency}
-    data["arrivals"] = arrivals
-    return parse(Workload, data, spec)
 
 
 def _rows(measurements: list[Any]) -> list[dict[str, Any]]:
@@ -123,7 +98,7 @@ def register(app: typer.Typer) -> None:
         from recommender.serving.settings import parse_command
         from recommender.slo import SLO
 
-        wl = measure_workload(workload, num_requests, rate, concurrency)
+        wl = build_workload(workload, num_requests, rate, concurrency)
         scen = build_scenario(model, gpu, gpus, wl, max_model_len)
         cfg = build_config(config, {
             "tensor_parallel_size": tp, "replicas": replicas, "max_num_seqs": max_num_seqs,

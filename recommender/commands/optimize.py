@@ -93,7 +93,7 @@ def _scenario(evaluator: Evaluator | None, model: str | None, gpu: str, gpus: in
                          "--gpu, --gpus and --workload")
     if workload is None or model is None:
         raise InputError("--model/--workload", None, "give the model and a workload preset or YAML file")
-    return build_scenario(model, gpu, gpus, build_workload(workload, {"num_requests": num_requests}))
+    return build_scenario(model, gpu, gpus, build_workload(workload, num_requests=num_requests))
 
 
 def _command_line(ctx: typer.Context) -> str:

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from recommender import api
         from recommender.commands._common import build_workload
 
-        w = build_workload(workload, {"rate_rps": rate} if rate else {})
+        w = build_workload(workload, rate=rate)
         scen = api.scenario(model, gpu, gpus, w)
         t_load = time.perf_counter()
         sur = api.load_surrogate()
