@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import numpy as np
+
 from recommender.measurement import Measurement
 
 if TYPE_CHECKING:
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
 ENERGY_KEY = "energy_per_output_token_j"
 
 __all__ = [
-    "ENERGY_KEY", "pareto_front", "pareto_mask", "meets_slo", "slo_violations", "constraint_values", "pick_best",
-    "hypervolume_2d", "objective_values",
+    "ENERGY_KEY", "pareto_front", "pareto_mask", "pareto_mask_2d", "meets_slo", "slo_violations", "constraint_values",
+    "pick_best", "hypervolume_2d", "objective_values",
 ]
 
 T = TypeVar("T")
@@ -67,9 +69,17 @@ def pareto_mask(points: Sequence[Sequence[float] | None]) -> list[bool]:
     """True for each point no other point dominates (all objectives minimized); None points are False.
 
     A point dominates another when it is <= in every objective and < in at least one. Exact duplicates do
-    not dominate each other, so both stay on the front. O(n^2); fronts here have at most thousands of points.
+    not dominate each other, so both stay on the front. Two objectives without NaN take the O(n log n)
+    :func:`pareto_mask_2d`; otherwise O(n^2) (fronts here have at most thousands of points).
     """
     pts = [None if p is None else tuple(float(x) for x in p) for p in points]
+    present = [i for i, p in enumerate(pts) if p is not None]
+    if present and all(len(pts[i]) == 2 and not any(math.isnan(v) for v in pts[i]) for i in present):  # type: ignore[arg-type]
+        sub = pareto_mask_2d(np.array([pts[i][0] for i in present]), np.array([pts[i][1] for i in present]))  # type: ignore[index]
+        out = [False] * len(pts)
+        for i, m in zip(present, sub, strict=True):
+            out[i] = bool(m)
+        return out
     mask = []
     for i, p in enumerate(pts):
         if p is None:
@@ -83,6 +93,22 @@ def pareto_mask(points: Sequence[Sequence[float] | None]) -> list[bool]:
                 dominated = True
                 break
         mask.append(not dominated)
+    return mask
+
+
+def pareto_mask_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`pareto_mask` for two objectives as arrays (no NaN): sort by (x, y), sweep keeping each point
+    whose y beats every earlier one, plus exact duplicates of a kept point. O(n log n)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    mask = np.zeros(len(x), dtype=bool)
+    best: tuple[float, float] | None = None
+    for i in np.lexsort((y, x)):
+        p = (float(x[i]), float(y[i]))
+        if best is None or p[1] < best[1]:
+            mask[i], best = True, p
+        elif p == best:
+            mask[i] = True
     return mask
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from recommender.config import Scenario, ServingConfig
 from recommender.feasibility import feasible_mask
 from recommender.measurement import Measurement, Metrics, Recommendation
+from recommender.pareto import pareto_mask_2d
 from recommender.slo import SLO
 
 if TYPE_CHECKING:
@@ -109,18 +110,6 @@ def capacity_mask(pred: pd.DataFrame, scenario: Scenario, headroom: float = 0.97
     return np.nan_to_num(thr, nan=0.0) >= headroom * offered
 
 
-def pareto_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mask of the points no other point dominates in (x, y), both minimized. O(n log n) sort and sweep."""
-    order = np.lexsort((y, x))
-    mask = np.zeros(len(x), dtype=bool)
-    best_y = math.inf
-    for i in order:
-        if y[i] < best_y:
-            mask[i] = True
-            best_y = y[i]
-    return mask
-
-
 def to_measurement(row: pd.Series, scenario: Scenario, metric_keys: Sequence[str], source: str) -> Measurement:
     """A predicted/modeled Measurement from one predictions row (knobs, metrics, intervals, ood notes)."""
     knobs = {k: _py(row[k]) for k in KNOBS if k in row.index}
@@ -167,7 +156,7 @@ def build_recommendation(pred: pd.DataFrame, scenario: Scenario, slo: SLO, objec
     par = np.zeros(len(pred), dtype=bool)
     if valid.any():
         idx = np.nonzero(valid)[0]
-        par[idx[pareto_2d(e[idx], lat[idx])]] = True
+        par[idx[pareto_mask_2d(e[idx], lat[idx])]] = True
     pred["pareto"] = par
     pred["chosen"] = False
     chosen = default = fastest = None

@@ -10,7 +10,7 @@ import yaml
 from recommender import api
 from recommender.errors import InputError
 from recommender.export import export, k8s_manifest, vllm_yaml
-from recommender.recommend import candidate_frame, pareto_2d
+from recommender.recommend import candidate_frame
 from recommender.space import load_space
 
 pytestmark = pytest.mark.unit
@@ -97,12 +97,18 @@ def test_unsupported_metric_and_risk(scen) -> None:  # type: ignore[no-untyped-d
         api.explore(scen, "tpot:p90<=40ms", surrogate=StubPredictor(), risk="maybe")
 
 
-def test_pareto_2d_matches_bruteforce() -> None:
+def test_pareto_sweep_matches_the_pairwise_definition() -> None:
+    from recommender.pareto import pareto_mask, pareto_mask_2d
+
     rng = np.random.default_rng(0)
-    x, y = rng.random(300), rng.random(300)
+    x, y = rng.integers(0, 20, 300).astype(float), rng.integers(0, 20, 300).astype(float)  # many ties/duplicates
+    x[:3], y[:3] = np.inf, [0.0, np.inf, np.inf]
     brute = [not any((x[j] <= x[i] and y[j] <= y[i]) and (x[j] < x[i] or y[j] < y[i]) for j in range(300))
              for i in range(300)]
-    assert pareto_2d(x, y).tolist() == brute
+    assert pareto_mask_2d(x, y).tolist() == brute
+    assert pareto_mask(list(zip(x, y))) == brute
+    assert pareto_mask([(1.0, 2.0), None, (1.0, 2.0), (2.0, 2.0)]) == [True, False, True, False]
+    assert pareto_mask([(1.0, 2.0, 3.0), (1.0, 2.0, 2.0), (0.0, 5.0, 9.0)]) == [False, True, True]
 
 
 def test_exports_round_trip(scen) -> None:  # type: ignore[no-untyped-def]
