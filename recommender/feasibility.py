@@ -18,13 +18,15 @@ overhead = 1.5 GiB (CUDA graphs, NCCL, allocator slack) + activations of one ``m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
+    from numpy.typing import ArrayLike
 
+    from recommender.catalog import GPUSpec, ModelSpec
     from recommender.config import Scenario, ServingConfig
 
 GiB = 1024**3
@@ -49,6 +51,30 @@ class Feasibility:
 
     def __bool__(self) -> bool:
         return self.ok
+
+
+def overhead_bytes_per_gpu(max_num_batched_tokens: ArrayLike, max_num_seqs: ArrayLike, hidden_size: ArrayLike,
+                           intermediate_size: ArrayLike, vocab_size: ArrayLike, tensor_parallel_size: ArrayLike) -> Any:
+    """Runtime memory per GPU besides weights and KV cache (the module's memory model): the fixed
+    :data:`OVERHEAD_FIXED_BYTES`, activations of one ``max_num_batched_tokens`` step
+    (``tokens x (4 hidden + 2 intermediate/TP) x 2 bytes``) and fp32 logits of ``max_num_seqs`` rows.
+    Scalars or numpy arrays (broadcast); the surrogate's roofline features use the same function."""
+    act = max_num_batched_tokens * (4 * hidden_size + 2 * intermediate_size / tensor_parallel_size) * 2
+    return OVERHEAD_FIXED_BYTES + act + max_num_seqs * vocab_size * 4
+
+
+def _budget(model: ModelSpec, gpu: GPUSpec, tp: ArrayLike, seqs: ArrayLike, btok: ArrayLike, util: ArrayLike,
+            fp8: ArrayLike, kv_fp8: ArrayLike) -> dict[str, Any]:
+    """Per-GPU memory budget of configs (scalars or arrays): usable bytes, weights, overhead, KV bytes per
+    token (KV heads replicated when TP exceeds them) and the KV bytes left."""
+    usable = gpu.memory_bytes * np.asarray(util, dtype=float)
+    weights = np.where(fp8, model.weight_bytes("fp8"), model.weight_bytes(_weight_dtype("bf16"))) / tp
+    overhead = overhead_bytes_per_gpu(btok, seqs, model.hidden_size, model.intermediate_size, model.vocab_size, tp)
+    kv = model.num_kv_heads
+    kv_tok = np.where(kv_fp8, model.kv_cache_bytes_per_token("fp8"), model.kv_cache_bytes_per_token("auto"))
+    kv_per_token = kv_tok * np.maximum(1.0, kv / np.asarray(tp, dtype=float)) / kv
+    return {"usable": usable, "weights": weights, "overhead": overhead, "kv_per_token": kv_per_token,
+            "kv_free": usable - weights - overhead}
 
 
 def _weight_dtype(precision: str) -> str:
@@ -92,14 +118,10 @@ def check_feasibility(config: ServingConfig, scenario: Scenario) -> Feasibility:
             "raise it or enable chunked prefill"
         )
 
-    usable = gpu.memory_bytes * cfg.gpu_memory_utilization
-    weights = model.weight_bytes(_weight_dtype(cfg.precision)) / tp
-    act = btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2
-    logits = seqs * model.vocab_size * 4
-    overhead = OVERHEAD_FIXED_BYTES + act + logits
-    kv_heads_per_gpu = max(1.0, kv / tp)
-    kv_per_token = model.kv_cache_bytes_per_token(cfg.kv_cache_dtype) * kv_heads_per_gpu / kv
-    kv_free = usable - weights - overhead
+    b = _budget(model, gpu, tp, seqs, btok, cfg.gpu_memory_utilization, cfg.precision == "fp8",
+                cfg.kv_cache_dtype == "fp8")
+    usable, weights, overhead, kv_per_token, kv_free = (
+        float(b[k]) for k in ("usable", "weights", "overhead", "kv_per_token", "kv_free"))
     capacity = int(kv_free // kv_per_token) if kv_free > 0 else 0
     if kv_free <= 0:
         reasons.append(
@@ -166,13 +188,8 @@ def feasible_mask(configs: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     max_len = scenario.effective_max_model_len()
     ok &= btok >= seqs
     ok &= chunked | (btok >= max_len)
-    usable = gpu.memory_bytes * util
-    weights = np.where(fp8, model.weight_bytes("fp8"), model.weight_bytes(_weight_dtype("bf16"))) / tp
-    overhead = OVERHEAD_FIXED_BYTES + btok * (4 * model.hidden_size + 2 * model.intermediate_size / tp) * 2 \
-        + seqs * model.vocab_size * 4
-    kv_tok = np.where(kv_fp8, model.kv_cache_bytes_per_token("fp8"), model.kv_cache_bytes_per_token("auto"))
-    kv_per_token = kv_tok * np.maximum(1.0, kv / tp) / kv
-    kv_free = usable - weights - overhead
+    b = _budget(model, gpu, tp, seqs, btok, util, fp8, kv_fp8)
+    kv_free, kv_per_token = b["kv_free"], b["kv_per_token"]
     ok &= kv_free > 0
     ok &= np.floor(np.where(kv_free > 0, kv_free, 0) / kv_per_token) >= max_len
     clock = pd_to_float(configs, "gpu_clock_mhz")

@@ -34,10 +34,7 @@ from typing import Any
 
 import numpy as np
 
-GiB = 1024**3
-#: Runtime overhead per GPU besides activations and logits (CUDA graphs, NCCL, allocator slack); the same
-#: number :mod:`recommender.feasibility` uses.
-OVERHEAD_FIXED_BYTES = 1.5 * GiB
+from recommender.feasibility import overhead_bytes_per_gpu
 
 #: Latency of one small all-reduce between GPUs of a node (NCCL / vLLM custom all-reduce over NVLink: a few
 #: to ~15 microseconds; estimate), and of one over PCIe.
@@ -107,8 +104,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
     )
 
     usable = f["gpu_memory_gb"] * 1e9 * f["gpu_memory_utilization"]
-    act = mnbt * (4 * f["hidden_size"] + 2 * f["intermediate_size"] / tp) * 2
-    overhead = OVERHEAD_FIXED_BYTES + act + seqs * f["vocab_size"] * 4
+    overhead = overhead_bytes_per_gpu(mnbt, seqs, f["hidden_size"], f["intermediate_size"], f["vocab_size"], tp)
     kv_free = (usable - f["weight_bytes"] / tp - overhead) * tp
     kv_tok = np.maximum(f["kv_bytes_per_ctx_token"], 1.0)
     capacity = np.maximum(kv_free, 0.0) / kv_tok
