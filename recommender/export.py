@@ -54,17 +54,10 @@ def vllm_yaml(config: ServingConfig, scenario: Scenario, model: str | None = Non
 def k8s_manifest(config: ServingConfig, scenario: Scenario, name: str = "vllm", image: str = DEFAULT_IMAGE,
                  model: str | None = None) -> str:
     """A Deployment (``replicas`` pods, each with ``tensor_parallel_size`` GPUs) and a Service on port 8000."""
-    from recommender.serving.args import to_vllm_config_yaml
+    from recommender.serving.args import options_to_argv, to_vllm_config_yaml
 
     opts = to_vllm_config_yaml(config, scenario, model=model)
-    model_ref = str(opts.pop("model"))
-    args = [model_ref]
-    for k, v in opts.items():
-        if isinstance(v, bool):
-            args.append(f"--{k}" if v else f"--no-{k}")
-        else:
-            args += [f"--{k}", str(v)]
-    args += ["--host", "0.0.0.0", "--port", "8000"]
+    args = [str(opts.pop("model")), *options_to_argv(opts), "--host", "0.0.0.0", "--port", "8000"]
     safe = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-") or "vllm"
     labels = {"app": safe}
     container: dict[str, Any] = {

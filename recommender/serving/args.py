@@ -117,6 +117,20 @@ def to_vllm_config_yaml(
     return out
 
 
+def options_to_argv(opts: Mapping[str, Any]) -> list[str]:
+    """Long-form options as ``vllm serve`` flags: ``--key value``; booleans as ``--key``/``--no-key`` (a False
+    that is vLLM's default, e.g. ``enforce-eager``, is left out)."""
+    argv: list[str] = []
+    for key, value in opts.items():
+        if isinstance(value, bool):
+            if not value and key in _OMIT_WHEN_FALSE:
+                continue
+            argv.append(f"--{key}" if value else f"--no-{key}")
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
 def build_serve_args(
     config: ServingConfig,
     scenario: Scenario,
@@ -149,14 +163,7 @@ def build_serve_args(
     if dummy_weights:
         opts["load-format"] = "dummy"
     opts["skip-tokenizer-init"] = skip_tokenizer_init
-    argv = [str(model_path), "--served-model-name", served_model_name]
-    for key, value in opts.items():
-        if isinstance(value, bool):
-            if not value and key in _OMIT_WHEN_FALSE:
-                continue
-            argv.append(f"--{key}" if value else f"--no-{key}")
-        else:
-            argv += [f"--{key}", str(value)]
+    argv = [str(model_path), "--served-model-name", served_model_name, *options_to_argv(opts)]
     argv += ["--host", host, "--port", str(int(port))]
     for logical in ("quiet-request-log", "quiet-access-log"):
         argv += list(table.get(logical, ()))
