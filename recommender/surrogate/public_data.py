@@ -153,10 +153,11 @@ def _measurement(model: str, gpu: str, gpus: int, workload: Workload, config: Se
     )
 
 
-def _map_model(hf_id: str, load: PublicLoad) -> tuple[str, str, str] | None:
+def _map_model(hf_id: str, load: PublicLoad, rows: int = 1) -> tuple[str, str, str] | None:
+    """``MODEL_MAP`` entry of ``hf_id``; when absent, count ``rows`` skipped rows and return None."""
     hit = MODEL_MAP.get(hf_id)
     if hit is None:
-        load.skipped["architecture not in catalog"] += 1
+        load.skipped["architecture not in catalog"] += rows
     return hit
 
 
@@ -169,9 +170,8 @@ def load_mlenergy_v3(root: Path) -> PublicLoad:
     text = df[df["task"].isin(["lm-arena-chat", "gpqa", "sourcegraph-fim"])]
     load.skipped["vision task (image/video chat)"] += len(df) - len(text)
     for (task, hf_id, _gpus), grp in text.groupby(["task", "model_id", "num_gpus"], sort=True):
-        hit = MODEL_MAP.get(str(hf_id))
+        hit = _map_model(str(hf_id), load, len(grp))
         if hit is None:
-            load.skipped["architecture not in catalog"] += len(grp)
             continue
         model, precision, note = hit
         wl = _workload(f"mlenergy-v3-{task}", str(task), float(grp["avg_output_len"].mean()))
@@ -202,9 +202,8 @@ def load_mlenergy_v2(root: Path) -> PublicLoad:
     text = df[df["category"] == "llm_text_generation"]
     load.skipped["vision model (mllm)"] += len(df) - len(text)
     for (task, hf_id, gpu, tp, pp), grp in text.groupby(["task", "Model", "gpu_dir", "TP", "PP"], sort=True):
-        hit = MODEL_MAP.get(str(hf_id))
+        hit = _map_model(str(hf_id), load, len(grp))
         if hit is None:
-            load.skipped["architecture not in catalog"] += len(grp)
             continue
         if int(pp) != 1:
             load.skipped["pipeline parallel (not a knob)"] += len(grp)
@@ -298,9 +297,8 @@ def load_splitwise(root: Path) -> PublicLoad:
     keys = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
     for key, grp in df.groupby(keys, sort=True):
         model_id, hw, tp, inp, batch, out = key
-        hit = MODEL_MAP.get(str(model_id))
+        hit = _map_model(str(model_id), load, len(grp))
         if hit is None:
-            load.skipped["architecture not in catalog"] += len(grp)
             continue
         load.skipped["repeat runs averaged"] += len(grp) - 1
         if int(batch) >= 64:
