@@ -82,6 +82,9 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
 
     s = _slo(slo)
     obj = objective or s.tightest().key
+    if s.attainment is not None:
+        raise InputError("slo.attainment", s.attainment, "the surrogate predicts percentiles, not the fraction of "
+                         "requests meeting every target; drop 'attainment' (measure it with `recommender measure`)")
     if risk not in ("point", "upper"):
         raise InputError("risk", risk, "use 'point' (predicted value) or 'upper' (upper end of the interval)")
     sur = surrogate or load_surrogate()

@@ -93,6 +93,9 @@ def test_impossible_slo_explains_why(scen) -> None:  # type: ignore[no-untyped-d
 def test_unsupported_metric_and_risk(scen) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError, match="the surrogate predicts"):
         api.explore(scen, "e2e:p99<=10s", surrogate=StubPredictor())
+    with pytest.raises(InputError) as ei:
+        api.explore(scen, "tpot:p90<=40ms,attainment>=0.9", surrogate=StubPredictor())
+    assert ei.value.field == "slo.attainment"
     with pytest.raises(InputError, match="'point'"):
         api.explore(scen, "tpot:p90<=40ms", surrogate=StubPredictor(), risk="maybe")
 
