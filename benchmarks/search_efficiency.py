@@ -19,8 +19,8 @@ Ground truths (every config's metrics known in advance; the study sees them only
 Warm start (``tpe+prior``, the product's default when a surrogate exists: ``run_study(warm_start=...,
 warm_start_k=5)``): the predictor is a surrogate **retrained without the scenario's model** (leave-one-model-
 out: every row whose catalog model is the scenario's, from our measurements and every public source, is
-dropped before fitting; same steps as ``recommender.surrogate.build.train_surrogate``: grouped validation for
-the calibrated intervals, fit, DVFS calibration). Its predictions over the grid are replayed to the study's
+dropped before fitting, then fitted by ``recommender.surrogate.build.fit_surrogate``, the function
+``train_surrogate`` uses: grouped validation for the calibrated intervals, fit, DVFS calibration). Its predictions over the grid are replayed to the study's
 warm start (identical to passing the evaluator itself; precomputed once per scenario, the fit once per model).
 Its Spearman rank correlation with the truth over the runnable grid is printed, and so is what its 5 picks
 are worth in the truth. Caveat: prior and truth share the roofline baselines, the features and the analytical
@@ -178,35 +178,19 @@ def load_training_measurements(shared: Path) -> list[Measurement]:
 
 
 def train_lomo(measurements: list[Measurement], model: str) -> tuple[Any, dict[str, Any]]:
-    """``train_surrogate``'s steps (validate=True, out=None) on every row whose catalog model is not ``model``.
-
-    Mirrors :func:`recommender.surrogate.build.train_surrogate`, which takes paths, not rows: filter, build the
-    frame, leave-one-model-out validation for the interval quantiles, fit, DVFS calibration and refit, engine
-    version = the newest in the *kept* rows.
-    """
-    from recommender.surrogate import dvfs, training
-    from recommender.surrogate.build import _calibrate_dvfs
-    from recommender.surrogate.features import engine_version_number
-    from recommender.surrogate.predictor import Surrogate
+    """A surrogate fitted like the shipped one (``recommender.surrogate.build.fit_surrogate``, with the
+    leave-one-model-out validation that calibrates its intervals) on every row whose catalog model is not
+    ``model``."""
+    from recommender.surrogate.build import fit_surrogate
 
     t0 = time.perf_counter()
     kept = [m for m in measurements if m.scenario.model_spec.name != model]
-    data = training.training_data(kept)
-    assert model not in set(data.meta["model"]), model
-    tpot = training.tpot_is_learned(data)
-    cv = training.grouped_cv(data, "model")
-    quantiles, residuals = training.interval_quantiles(cv), training.residual_quantiles(cv)
-    est = training.fit_estimator(data)
-    params, _ = _calibrate_dvfs(data, est, tpot)
-    if params != dvfs.DEFAULT_PARAMS:
-        data = training.training_data(kept, dvfs_params=params)
-        est = training.fit_estimator(data)
-    versions = [v for v in (m.versions.get("vllm") for m in kept if m.ok) if v]
-    engine = max(versions, key=engine_version_number) if versions else None
-    sur = Surrogate(estimator=est, interval_quantiles=quantiles, tpot_learned=tpot, engine_version=engine,
-                    dvfs_params=params, card={"residual_quantiles": residuals, "name": f"lomo-{model}"})
-    info = {"model": model, "rows": len(data), "dropped_rows": len(measurements) - len(kept),
-            "engine": engine, "seconds": time.perf_counter() - t0}
+    fitted = fit_surrogate(kept, validate_workloads=False)
+    assert model not in set(fitted.data.meta["model"]), model
+    sur = fitted.surrogate
+    sur.card["name"] = f"lomo-{model}"
+    info = {"model": model, "rows": len(fitted.data), "dropped_rows": len(measurements) - len(kept),
+            "engine": sur.engine_version, "seconds": time.perf_counter() - t0}
     return sur, info
 
 

@@ -87,6 +87,58 @@ def _calibrate_dvfs(data: training.TrainingData, est: Any, tpot: bool) -> tuple[
     return dvfs.calibrate(f, default, raw)
 
 
+@dataclass
+class Fitted:
+    """What :func:`fit_surrogate` produced from a list of measurements."""
+
+    surrogate: Surrogate
+    data: training.TrainingData
+    lomo: pd.DataFrame
+    lowo: pd.DataFrame
+    residuals: dict[str, dict[str, float]]
+    dvfs_report: dict[str, Any]
+
+
+def fit_surrogate(measurements: Sequence[Any], params: dict[str, Any] | None = None, validate: bool = True,
+                  validate_workloads: bool = True) -> Fitted:
+    """Fit a surrogate on ``measurements`` (ours and public, already loaded).
+
+    Steps: training frame; leave-one-model-out validation (calibrated intervals, residual quantiles) and, with
+    ``validate_workloads``, leave-one-workload-out errors; fit; DVFS calibration and refit when it moves;
+    engine version = the newest vLLM version in the rows.
+
+    Raises:
+        InputError: fewer than 10 usable rows.
+    """
+    from recommender.errors import InputError
+
+    data = training.training_data(measurements)
+    if len(data) < 10:
+        raise InputError("training data", len(data), "need at least 10 successful measurements; add files or --public")
+    p = dict(params or {})
+    tpot = training.tpot_is_learned(data)
+    lomo = lowo = pd.DataFrame()
+    quantiles: dict[str, list[float]] = {}
+    residuals: dict[str, dict[str, float]] = {}
+    if validate:
+        cv = training.grouped_cv(data, "model", **p)
+        lomo = training.error_table(cv)
+        quantiles = training.interval_quantiles(cv)
+        residuals = training.residual_quantiles(cv)
+        if validate_workloads:
+            lowo = training.error_table(training.grouped_cv(data, "workload", **p))
+    est = training.fit_estimator(data, **p)
+    params_dvfs, dvfs_report = _calibrate_dvfs(data, est, tpot)
+    if params_dvfs != dvfs.DEFAULT_PARAMS:
+        data = training.training_data(measurements, dvfs_params=params_dvfs)
+        est = training.fit_estimator(data, **p)
+    versions = [v for v in (m.versions.get("vllm") for m in measurements if m.ok) if v]
+    engine = max(versions, key=engine_version_number) if versions else None
+    surrogate = Surrogate(estimator=est, interval_quantiles=quantiles, tpot_learned=tpot, engine_version=engine,
+                          dvfs_params=params_dvfs, card={"residual_quantiles": residuals})
+    return Fitted(surrogate, data, lomo, lowo, residuals, dvfs_report)
+
+
 def train_surrogate(
     measurement_paths: Sequence[str | Path] = (),
     public: Sequence[str] = DEFAULT_PUBLIC,
@@ -111,36 +163,15 @@ def train_surrogate(
         InputError: unreadable measurement files, unknown public source, or no usable rows.
     """
     from recommender.dataset import load_measurements
-    from recommender.errors import InputError
     from recommender.surrogate.public_data import load_public
 
     t0 = time.perf_counter()
     own = load_measurements(measurement_paths) if measurement_paths else []
     loads = load_public(public, shared_data) if public else []
     measurements = own + [m for ld in loads for m in ld.measurements]
-    data = training.training_data(measurements)
-    if len(data) < 10:
-        raise InputError("training data", len(data), "need at least 10 successful measurements; add files or --public")
-    p = dict(params or {})
-    tpot = training.tpot_is_learned(data)
-    lomo = lowo = pd.DataFrame()
-    quantiles: dict[str, list[float]] = {}
-    residuals: dict[str, dict[str, float]] = {}
-    if validate:
-        cv = training.grouped_cv(data, "model", **p)
-        lomo = training.error_table(cv)
-        quantiles = training.interval_quantiles(cv)
-        residuals = training.residual_quantiles(cv)
-        lowo = training.error_table(training.grouped_cv(data, "workload", **p))
-    est = training.fit_estimator(data, **p)
-    params_dvfs, dvfs_report = _calibrate_dvfs(data, est, tpot)
-    if params_dvfs != dvfs.DEFAULT_PARAMS:
-        data = training.training_data(measurements, dvfs_params=params_dvfs)
-        est = training.fit_estimator(data, **p)
-    versions = [v for v in (m.versions.get("vllm") for m in measurements if m.ok) if v]
-    engine = max(versions, key=engine_version_number) if versions else None
-    surrogate = Surrogate(estimator=est, interval_quantiles=quantiles, tpot_learned=tpot, engine_version=engine,
-                          dvfs_params=params_dvfs, card={"residual_quantiles": residuals})
+    fitted = fit_surrogate(measurements, params, validate=validate)
+    surrogate, data, lomo, lowo = fitted.surrogate, fitted.data, fitted.lomo, fitted.lowo
+    residuals, dvfs_report = fitted.residuals, fitted.dvfs_report
     summary = _summary(data, loads, len(own))
     seconds = time.perf_counter() - t0
     result = TrainResult(surrogate, lomo, lowo, summary, seconds, source_lines=[ld.summary() for ld in loads])
