@@ -21,7 +21,8 @@ warm_start_k=5)``): the predictor is a surrogate **retrained without the scenari
 out: every row whose catalog model is the scenario's, from our measurements and every public source, is
 dropped before fitting, then fitted by ``recommender.surrogate.build.fit_surrogate``, the function
 ``train_surrogate`` uses: grouped validation for the calibrated intervals, fit, DVFS calibration). Its
-predictions over the grid are replayed to the study's warm start (identical to passing the evaluator itself; precomputed once per scenario, the fit once per model).
+predictions over the grid are replayed to the study's warm start (identical to passing the evaluator
+itself; precomputed once per scenario, the fit once per model).
 Its Spearman rank correlation with the truth over the runnable grid is printed, and so is what its 5 picks
 are worth in the truth. Caveat: prior and truth share the roofline baselines, the features and the analytical
 DVFS model (the clock / power-limit effects), so holding a model out removes only the learned corrections of
