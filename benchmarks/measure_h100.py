@@ -49,7 +49,7 @@ MODEL = "Llama-3.1-8B"
 ML_ENERGY_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "mlenergy-leaderboard-v3" / "llm_configs_flat.csv"
 CHAT_REQUESTS = {8: 96, 64: 512, 256: 1280}
-MAX_MODEL_LEN = 4096  # both settings must fit one engine: mlenergy-chat clips input and output at 2048 each
+MAX_MODEL_LEN = 8192  # both settings fit one engine: mlenergy-chat clips inputs at 4096 and outputs at 2048 (4096 before 2026-11-24)
 #: ML.ENERGY v3 H100 output throughput (tok/s) by max_num_seqs: only used to guess run lengths for --deadline-s.
 THROUGHPUT_HINT = {8: 1070, 16: 1950, 32: 3390, 64: 5150, 96: 6260, 128: 7040, 192: 8220, 256: 9010, 384: 9250}
 #: The ML.ENERGY rows used when the CSV is not reachable (the device machine does not get ../shared); copied
@@ -236,9 +236,12 @@ def summarize(items: list[tuple[Any, Path]], mlenergy_csv: str | None) -> None:
             (m, root))
     print("\n== runs (ms for latencies; J/tok = J per output token, all GPUs) ==")
     print(f"{'S':>4} {'set':>3} {'rep':>3} {'win':<6} {'J/tok':>7} {'W':>5} {'tok/s':>6} {'TTFT50':>7} {'TTFT99':>7} "
-          f"{'ITL50':>6} {'ITL99':>6} {'batch':>6} {'dur_s':>6} {'ok/n':>9}")
+          f"{'ITL50':>6} {'ITL99':>6} {'batch':>6} {'dur_s':>6} {'ok/n':>9} {'cli%':>5}")
     for (seqs, st), ms in sorted(groups.items()):
-        for m, _ in sorted(ms, key=lambda x: x[0].notes):
+        for m, root in sorted(ms, key=lambda x: x[0].notes):
+            info = _run_info(m, root)
+            cpu, dur = info.get("client_cpu_s"), info.get("run_duration_s")
+            cli = f"{100 * cpu / dur:.0f}" if cpu is not None and dur else "-"  # client CPU share of the run
             rep = m.notes.split(";")[0].removeprefix("repeat ").split("/")[0] if m.notes else "-"
             if not m.ok:
                 print(f"{seqs:>4} {st:>3} {rep:>3} FAILED {m.failure_reason}")
@@ -250,7 +253,8 @@ def summarize(items: list[tuple[Any, Path]], mlenergy_csv: str | None) -> None:
                 print(f"{seqs:>4} {st:>3} {rep:>3} {win:<6} {_f(x.energy_per_output_token_j, 4):>7} "
                       f"{_f(x.avg_power_w, 0):>5} {_f(x.throughput_output_tok_s, 0):>6} {_f(x.ttft_p50_s, 0, 1e3):>7} "
                       f"{_f(x.ttft_p99_s, 0, 1e3):>7} {_f(x.itl_p50_s, 1, 1e3):>6} {_f(x.itl_p99_s, 1, 1e3):>6} "
-                      f"{_f(x.avg_batch_size, 1):>6} {_f(x.duration_s, 1):>6} {f'{x.completed_requests}/{n}':>9}")
+                      f"{_f(x.avg_batch_size, 1):>6} {_f(x.duration_s, 1):>6} {f'{x.completed_requests}/{n}':>9} "
+                      f"{cli if win == 'whole' else '':>5}")
     print("\n== repeats: J/tok mean and spread (max-min)/mean; server start -> last repeat done ==")
     print(f"{'S':>4} {'set':>3} {'n':>2} {'steady':>7} {'spread':>7} {'whole':>7} {'spread':>7} {'idle_W':>6} "
           f"{'start_s':>7} {'done_s':>7}")

@@ -13,6 +13,7 @@ from typing import Any
 from recommender.errors import InputError, suggest
 from recommender.workload import (
     ClosedLoop,
+    ConversationLength,
     EmpiricalLength,
     FixedLength,
     LognormalLength,
@@ -65,21 +66,39 @@ def _replay(trace: str, label: str) -> Callable[..., Workload]:
     return make
 
 
+# LMSYS-Chat-1M (Zheng et al., ICLR 2024, Table 1): 2.0 turns per conversation, 69.5 tokens per user prompt,
+# 214.5 tokens per model response. The closest published statistics of Chatbot Arena conversations, the source of
+# ML.ENERGY's lm-arena-chat (lmarena-ai/arena-human-preference-100k).
+LMSYS_TURNS_PER_CONVERSATION = 2.0
+LMSYS_USER_TOKENS_MEAN = 69.5
+LMSYS_REPLY_TOKENS_MEAN = 214.5
+# Llama 3.1 chat template: <|begin_of_text|>, the default system block (knowledge/today dates) and the closing
+# assistant header ~28 tokens once; <|start_header_id|>role<|end_header_id|>\n\n ... <|eot_id|> 5 per message.
+CHAT_TEMPLATE_TOKENS = 28
+CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 5
+
+
 def mlenergy_chat(num_requests: int = 1024, concurrency: int | None = None, seed: int = 0) -> Workload:
     """The ML.ENERGY v3 ``lm-arena-chat`` setting as closely as the public export allows.
 
     All requests are submitted at once (closed loop with concurrency = num_requests) and the server's
-    ``max_num_seqs`` caps the batch, as the ML.ENERGY benchmark does. Output lengths: the export gives only
-    the mean generated length (Llama-3.1-8B-Instruct: 388-405 tokens over its 11 H100 rows, mean ~396); we
-    force a lognormal with that mean (median 310, sigma 0.7, clipped to [16, 2048]) since our client fixes
-    lengths with ``ignore_eos``. Input lengths are NOT in the export: LMArena prompts are short, so we assume
-    a lognormal with median 120 tokens, sigma 1.0, clipped to [8, 2048]. That assumption is this preset's
-    main difference from the public runs (prefill share), and it is stated in every comparison.
+    ``max_num_seqs`` caps the batch, as the ML.ENERGY benchmark does. Inputs: ML.ENERGY turns every turn of an
+    LMArena conversation into one request whose prompt is the whole history so far (user prompts and earlier
+    replies; ml-energy/benchmark ``LMArenaHumanPreferenceDataset``). The export has no input lengths, so the
+    history is modelled (:class:`~recommender.workload.ConversationLength`) with LMSYS-Chat-1M's published
+    means: 2.0 turns per conversation, 69.5 tokens per prompt, 214.5 per reply, plus the Llama 3.1 chat template;
+    mean ~395 tokens, median ~205, p99 ~2230, clipped at 4096. Outputs: the export gives only the mean generated
+    length (Llama-3.1-8B-Instruct: 388-405 tokens over its 11 H100 rows, mean ~396); we force a lognormal with
+    that mean (median 310, sigma 0.7, clipped to [16, 2048]) since our client fixes lengths with ``ignore_eos``.
     """
     return Workload(
         name="mlenergy-chat",
         description=mlenergy_chat.__doc__.split("\n\n")[0] if mlenergy_chat.__doc__ else "",
-        input_tokens=LognormalLength(median_tokens=120, sigma=1.0, min_tokens=8, max_tokens=2048),
+        input_tokens=ConversationLength(
+            mean_turns=LMSYS_TURNS_PER_CONVERSATION, user_mean_tokens=LMSYS_USER_TOKENS_MEAN, user_sigma=1.0,
+            reply_mean_tokens=LMSYS_REPLY_TOKENS_MEAN, reply_sigma=0.8, template_tokens=CHAT_TEMPLATE_TOKENS,
+            template_tokens_per_message=CHAT_TEMPLATE_TOKENS_PER_MESSAGE, min_tokens=8, max_tokens=4096,
+        ),
         output_tokens=LognormalLength(median_tokens=310, sigma=0.7, min_tokens=16, max_tokens=2048),
         arrivals=ClosedLoop(concurrency=concurrency or num_requests),
         num_requests=num_requests,

@@ -76,8 +76,53 @@ class EmpiricalLength(StrictModel):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
 
 
+class ConversationLength(StrictModel):
+    """Prompt lengths of multi-turn chat where every request carries the whole conversation so far.
+
+    A request at turn ``k`` holds ``k`` user messages, the ``k - 1`` assistant replies before it, and the chat
+    template (``template_tokens`` once plus ``template_tokens_per_message`` per message). Conversations have a
+    geometric number of turns with mean ``mean_turns``; when a benchmark sends every turn of every conversation
+    as its own request (as ML.ENERGY's lm-arena-chat does), the turn index of a request is geometric with the
+    same mean (memorylessness), which is what is drawn here. User messages and replies are lognormal with the
+    given means (``sigma`` in log space); the total is clipped to ``[min_tokens, max_tokens]``.
+    """
+
+    kind: Literal["conversation"] = "conversation"
+    mean_turns: float = Field(ge=1.0, le=100.0)
+    user_mean_tokens: float = Field(gt=0, le=MAX_TOKENS)
+    user_sigma: float = Field(default=1.0, ge=0, le=5)
+    reply_mean_tokens: float = Field(ge=0, le=MAX_TOKENS)
+    reply_sigma: float = Field(default=0.8, ge=0, le=5)
+    template_tokens: int = Field(default=0, ge=0, le=100_000)
+    template_tokens_per_message: int = Field(default=0, ge=0, le=1000)
+    min_tokens: int = Field(default=1, ge=1)
+    max_tokens: int = Field(default=32768, ge=1, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _order(self) -> ConversationLength:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must be <= max_tokens")
+        return self
+
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` prompt lengths (int64)."""
+        turns = rng.geometric(1.0 / self.mean_turns, size=n)
+        total = np.full(n, float(self.template_tokens)) + self.template_tokens_per_message * (2 * turns - 1)
+        for mean, sigma, count in ((self.user_mean_tokens, self.user_sigma, turns),
+                                   (self.reply_mean_tokens, self.reply_sigma, turns - 1)):
+            if mean <= 0:
+                continue
+            m = int(count.sum())
+            median = mean / np.exp(sigma**2 / 2)
+            parts = np.maximum(1.0, np.rint(median * np.exp(sigma * rng.standard_normal(m))))
+            owner = np.repeat(np.arange(n), count)
+            total += np.bincount(owner, weights=parts, minlength=n)
+        return np.clip(np.rint(total), self.min_tokens, self.max_tokens).astype(np.int64)
+
+
 LengthDist = Annotated[
-    Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength], Field(discriminator="kind")
+    Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength, ConversationLength],
+    Field(discriminator="kind"),
 ]
 
 
@@ -256,6 +301,8 @@ def _draw(dist: object, n: int, rng: np.random.Generator) -> np.ndarray:
     if isinstance(dist, LognormalLength):
         x = np.rint(dist.median_tokens * np.exp(dist.sigma * rng.standard_normal(n)))
         return np.clip(x, dist.min_tokens, dist.max_tokens).astype(np.int64)
+    if isinstance(dist, ConversationLength):
+        return dist.draw(n, rng)
     if isinstance(dist, EmpiricalLength):
         col = getattr(load_trace(dist.trace), dist.column)
         return _clip(rng.choice(col, size=n, replace=True), dist)

@@ -222,6 +222,7 @@ def mlenergy_v3_groups(csv_path: str | Path, gpu: str = "H100", task: str | None
 
 def _mlenergy_workload(task: str, mean_output: float) -> Workload:
     from recommender.presets import mlenergy_chat
+    from recommender.surrogate.public_data import TASK_INPUTS
     from recommender.workload import ClosedLoop, LognormalLength, Workload
 
     if task == "lm-arena-chat":
@@ -230,7 +231,9 @@ def _mlenergy_workload(task: str, mean_output: float) -> Workload:
     return Workload(
         name=f"mlenergy-{task}",
         description=f"ML.ENERGY v3 {task}: all requests at once, mean output {mean_output:.0f}",
-        input_tokens=LognormalLength(median_tokens=120, sigma=1.0, min_tokens=8, max_tokens=2048),
+        input_tokens=LognormalLength(median_tokens=TASK_INPUTS[task][0], sigma=TASK_INPUTS[task][1], min_tokens=8,
+                                     max_tokens=TASK_INPUTS[task][2]) if task in TASK_INPUTS else
+        LognormalLength(median_tokens=120, sigma=1.0, min_tokens=8, max_tokens=2048),
         output_tokens=LognormalLength(median_tokens=median, sigma=0.7, min_tokens=16, max_tokens=32768),
         arrivals=ClosedLoop(concurrency=1024), num_requests=1024,
     )

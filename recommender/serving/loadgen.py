@@ -18,12 +18,14 @@ cancelled and recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -304,6 +306,14 @@ def run_load(base_urls: Sequence[str], model_name: str, plan: RequestPlan, promp
     """
     raise_open_file_limit()
     coro = run_plan(base_urls, model_name, plan, prompts, **kwargs)
+    with _quiet_gc():
+        cpu0 = time.process_time()
+        run = _run_coroutine(coro)
+        run.client_cpu_s = time.process_time() - cpu0
+    return run
+
+
+def _run_coroutine(coro: Any) -> RunResult:
     if os.environ.get("RECOMMENDER_LOADGEN_UVLOOP", "1") != "0" and sys.version_info >= (3, 11):
         try:
             import uvloop
@@ -313,3 +323,27 @@ def run_load(base_urls: Sequence[str], model_name: str, plan: RequestPlan, promp
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 return runner.run(coro)
     return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """No cyclic-GC pauses inside a run (as ``timeit`` does): earlier objects are frozen out of the collector
+    and collection is off until the run ends; ``RECOMMENDER_LOADGEN_GC=1`` keeps the collector on.
+
+    Token timestamps of a whole run (hundreds of thousands) and the records of earlier repeats otherwise make
+    each full collection slower, stalling the event loop while streams are read: the client's timestamps then
+    lag the server's, by more in each repeat.
+    """
+    if os.environ.get("RECOMMENDER_LOADGEN_GC", "0") == "1":
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()

@@ -92,6 +92,8 @@ class RunResult:
 
     ``server_samples`` are ``(t_s, running, waiting)`` readings of vLLM's ``/metrics`` gauges summed over
     replicas (empty when not polled or not served). ``steady_window_s`` is the live tracker's window, if any.
+    ``client_cpu_s`` is the CPU time the load-generating process spent during the run (all its threads): close
+    to ``duration_s`` means the client, not the server, may have paced the measured token times.
     """
 
     results: list[RequestResult]
@@ -99,6 +101,7 @@ class RunResult:
     end_s: float
     server_samples: list[tuple[float, float | None, float | None]] = field(default_factory=list)
     steady_window_s: tuple[float, float] | None = None
+    client_cpu_s: float | None = None
 
     @property
     def duration_s(self) -> float:

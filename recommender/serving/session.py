@@ -278,7 +278,7 @@ class ServingSession:
             "server_startup_s": self.servers[0].startup_s, "idle_power_w": self.idle_power_w,
             "run_start_since_server_start_s": run.start_s - self.started_at_s,
             "run_end_since_server_start_s": run.end_s - self.started_at_s,
-            "run_duration_s": run.duration_s,
+            "run_duration_s": run.duration_s, "client_cpu_s": run.client_cpu_s,
             "steady_window_since_run_start_s": [b - run.start_s for b in bounds] if bounds else None,
             "energy_windows": {k: _window_json(w) for k, w in windows.items()},
             "server_samples": [[round(t - run.start_s, 3), r, w] for t, r, w in run.server_samples],

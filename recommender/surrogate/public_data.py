@@ -41,7 +41,7 @@ import pandas as pd
 from recommender.config import Hardware, Scenario, ServingConfig
 from recommender.errors import InputError
 from recommender.measurement import Measurement, Metrics
-from recommender.workload import ClosedLoop, FixedLength, LognormalLength, Workload
+from recommender.workload import ClosedLoop, FixedLength, LengthDist, LognormalLength, Workload
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ MODEL_MAP: dict[str, tuple[str, str, str]] = {
 #: Assumed input-length distributions (lognormal median tokens, sigma, max) of each public task: the exports
 #: do not carry input lengths. Output lengths come from each row group's mean generated length.
 TASK_INPUTS: dict[str, tuple[float, float, int, str]] = {
-    "lm-arena-chat": (120, 1.0, 2048, "the mlenergy-chat preset's assumption (read from the preset)"),
+    # lm-arena-chat: unused numbers; its inputs are the mlenergy-chat preset's multi-turn history model.
+    "lm-arena-chat": (205, 1.0, 4096, "whole conversation history per turn, LMSYS-Chat-1M means"),
     "gpqa": (250, 0.4, 2048, "GPQA-diamond question with options and chat template, ~150-400 tokens"),
     "sourcegraph-fim": (800, 0.6, 8192, "code fill-in-the-middle with file context; the KV cache held ~750 such "
                         "requests of Qwen3-Coder-30B-A3B on 2 H100s, which bounds the mean prompt near 1,000 tokens"),
@@ -117,17 +118,17 @@ class PublicLoad:
 
 def _workload(name: str, task: str, out_mean: float, requests: int = STEADY_STATE_REQUESTS) -> Workload:
     med, sigma, cap, why = TASK_INPUTS[task]
-    inputs = LognormalLength(median_tokens=med, sigma=sigma, min_tokens=4, max_tokens=cap)
+    inputs: LengthDist = LognormalLength(median_tokens=med, sigma=sigma, min_tokens=4, max_tokens=cap)
+    input_text = f"input lognormal median {med:g} sigma {sigma:g} ({why})"
     if task == "lm-arena-chat":  # one source of truth with the preset operators use for this task
         from recommender.presets import mlenergy_chat
 
-        preset = mlenergy_chat().input_tokens
-        if isinstance(preset, LognormalLength):
-            inputs, med, sigma = preset, preset.median_tokens, preset.sigma
+        inputs = mlenergy_chat().input_tokens
+        input_text = f"input as preset mlenergy-chat ({why})"
     out_median = max(1.0, out_mean / np.exp(OUTPUT_SIGMA**2 / 2))
     return Workload(
         name=name,
-        description=f"public task {task}: input lognormal median {med:g} sigma {sigma:g} ({why}); output mean "
+        description=f"public task {task}: {input_text}; output mean "
         f"{out_mean:.0f} tokens (published), lognormal sigma {OUTPUT_SIGMA}; all requests at once, batch capped",
         input_tokens=inputs,
         output_tokens=LognormalLength(median_tokens=out_median, sigma=OUTPUT_SIGMA, min_tokens=1, max_tokens=32768),

@@ -75,6 +75,22 @@ def test_exact_timing_all_at_once() -> None:
     assert res.duration_s == pytest.approx(max(r.end_s for r in res.results) - res.start_s, abs=TOL)  # type: ignore[type-var]
 
 
+def test_client_cpu_is_reported_and_gc_restored() -> None:
+    import gc
+
+    with FakeServerProcess(FakeTiming(ttft_base_s=0.02, itl_s=0.01)) as srv:
+        assert gc.isenabled()
+        res = run(srv, closed(4, 10, 20))
+        assert gc.isenabled() and gc.get_freeze_count() == 0  # the collector is back as it was
+        gc.disable()
+        try:
+            run(srv, closed(2, 10, 2))
+            assert not gc.isenabled()  # a caller's disabled collector stays disabled
+        finally:
+            gc.enable()
+    assert res.client_cpu_s is not None and 0 < res.client_cpu_s < res.duration_s  # mostly waiting on the server
+
+
 def test_batch_cap_queueing_and_steady_state() -> None:
     timing = FakeTiming(ttft_base_s=0.02, itl_s=0.01, max_num_seqs=4)
     counts = steady_state_counts(12, 4)

@@ -11,6 +11,7 @@ from recommender.errors import InputError
 from recommender.presets import PRESETS, get_preset
 from recommender.workload import (
     ClosedLoop,
+    ConversationLength,
     EmpiricalLength,
     FixedLength,
     GammaArrivals,
@@ -65,6 +66,25 @@ def test_lognormal_median_and_clip() -> None:
     x = w.sample().input_tokens
     assert np.median(x) == pytest.approx(100, rel=0.1)
     assert x.min() >= 5 and x.max() <= 400
+
+
+def test_conversation_history_mean_matches_its_parts() -> None:
+    d = ConversationLength(mean_turns=2.0, user_mean_tokens=70, reply_mean_tokens=200, template_tokens=30,
+                           template_tokens_per_message=5, max_tokens=10**6)
+    x = _w(input_tokens=d, num_requests=40_000).sample().input_tokens
+    # E[turns] = 2: 2 prompts + 1 reply + template 30 + 5 * (2 * 2 - 1) messages
+    assert x.mean() == pytest.approx(2 * 70 + 200 + 30 + 15, rel=0.05)
+    one_turn = ConversationLength(mean_turns=1.0, user_mean_tokens=50, user_sigma=0.0, reply_mean_tokens=999)
+    assert set(_w(input_tokens=one_turn).sample().input_tokens.tolist()) == {50}  # no history, no replies
+    clipped = d.model_copy(update={"max_tokens": 300, "min_tokens": 100})
+    y = _w(input_tokens=clipped).sample().input_tokens
+    assert y.min() >= 100 and y.max() == 300
+
+
+def test_mlenergy_chat_carries_conversation_history() -> None:
+    s = get_preset("mlenergy-chat").stats()
+    assert 350 < s["input_tokens_mean"] < 450 and s["input_tokens_p50"] < s["input_tokens_mean"]
+    assert s["input_tokens_p99"] <= 4096
 
 
 def test_trace_replay_keeps_rows_joint() -> None:
@@ -138,6 +158,8 @@ def test_bad_trace_files(tmp_path: Path, content: str, hint: str) -> None:
         ({"duration_s": 10}, "workload", "exactly one of num_requests and duration_s"),
         ({"input_tokens": {"kind": "uniform", "low_tokens": 9, "high_tokens": 3}}, "input_tokens.uniform", "low_tokens"),
         ({"requests": 5}, "workload:requests", "unknown field"),
+        ({"input_tokens": {"kind": "conversation", "mean_turns": 0.5, "user_mean_tokens": 50, "reply_mean_tokens": 9}},
+         "input_tokens.conversation.mean_turns", "greater than or equal to 1"),
     ],
 )
 def test_bad_workload_fields(data: dict, field: str, hint: str) -> None:
