@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from measure_h100 import THROUGHPUT_HINT, _f, _run_info, load_items, write_archive  # noqa: E402
 
-MAX_MODEL_LEN = 4096  # as in data/measurements/h100: mlenergy-chat clips input and output at 2048 each
+MAX_MODEL_LEN = 8192  # mlenergy-chat clips inputs at 4096 and outputs at 2048 (runs before 2026-11-24: 4096)
 START_EST_S = 150.0  # a cold Llama-3.1-8B start on the H100 took 113-147 s
 
 _CFG_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -133,10 +133,13 @@ def est_run_s(wl: Any, seqs: int | None, model: str) -> float:
 
 
 def wl_label(m: Any) -> str:
-    """``mlenergy-chat n640`` / ``azure-conv-2023 r4 n200`` from a Measurement's workload."""
+    """``mlenergy-chat i395 n640`` / ``azure-conv-2023 r4 n200``: name, rate, mean input (presets whose
+    definition changed over time: mlenergy-chat had short single-turn inputs, mean ~198, before 2026-11-24) and
+    request count."""
     w = m.scenario.workload
     rate = getattr(w.arrivals, "rate_rps", None)
-    return f"{w.name}{f' r{rate:g}' if rate is not None else ''} n{w.num_requests}"
+    mean_in = f" i{w.stats()['input_tokens_mean']:.0f}" if w.name == "mlenergy-chat" else ""
+    return f"{w.name}{f' r{rate:g}' if rate is not None else ''}{mean_in} n{w.num_requests}"
 
 
 def cfg_label(m: Any) -> str:
