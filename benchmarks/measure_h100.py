@@ -49,7 +49,8 @@ MODEL = "Llama-3.1-8B"
 ML_ENERGY_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 DEFAULT_CSV = REPO.parent / "shared" / "data" / "mlenergy-leaderboard-v3" / "llm_configs_flat.csv"
 CHAT_REQUESTS = {8: 96, 64: 512, 256: 1280}
-MAX_MODEL_LEN = 8192  # both settings fit one engine: mlenergy-chat clips inputs at 4096 and outputs at 2048 (4096 before 2026-11-24)
+#: Both settings fit one engine: mlenergy-chat clips inputs at 4096 and outputs at 2048 (4096 before 2026-11-24).
+MAX_MODEL_LEN = 8192
 #: ML.ENERGY v3 H100 output throughput (tok/s) by max_num_seqs: only used to guess run lengths for --deadline-s.
 THROUGHPUT_HINT = {8: 1070, 16: 1950, 32: 3390, 64: 5150, 96: 6260, 128: 7040, 192: 8220, 256: 9010, 384: 9250}
 #: The ML.ENERGY rows used when the CSV is not reachable (the device machine does not get ../shared); copied
@@ -229,11 +230,22 @@ def load_mlenergy(path: str | None) -> dict[int, tuple[float, ...]]:
     return rows
 
 
+def setting_of(m: Any) -> str:
+    """``a`` / ``b`` for the two settings; ``+w`` when the run followed a ``--warmup-s`` warm-up; ``b0`` for
+    setting (b) under the first mlenergy-chat definition (single-turn inputs, before 2026-11-24)."""
+    from recommender.presets import mlenergy_chat
+
+    name = m.scenario.workload.name
+    st = SETTING_OF.get(name, name)
+    if st == "b" and m.scenario.workload.input_tokens != mlenergy_chat().input_tokens:
+        st = "b0"
+    return st + ("+w" if "warm-up" in (m.notes or "") else "")
+
+
 def summarize(items: list[tuple[Any, Path]], mlenergy_csv: str | None) -> None:
     groups: dict[tuple[int, str], list[tuple[Any, Path]]] = defaultdict(list)
     for m, root in items:
-        groups[(m.config.max_num_seqs or 0, SETTING_OF.get(m.scenario.workload.name, m.scenario.workload.name))].append(
-            (m, root))
+        groups[(m.config.max_num_seqs or 0, setting_of(m))].append((m, root))
     print("\n== runs (ms for latencies; J/tok = J per output token, all GPUs) ==")
     print(f"{'S':>4} {'set':>3} {'rep':>3} {'win':<6} {'J/tok':>7} {'W':>5} {'tok/s':>6} {'TTFT50':>7} {'TTFT99':>7} "
           f"{'ITL50':>6} {'ITL99':>6} {'batch':>6} {'dur_s':>6} {'ok/n':>9} {'cli%':>5}")
@@ -274,13 +286,14 @@ def summarize(items: list[tuple[Any, Path]], mlenergy_csv: str | None) -> None:
               f"{_f(idle, 0):>6} {_f(start, 0):>7} {_f(end or None, 0):>7}")
     ref = load_mlenergy(mlenergy_csv)
     print("\n== (b) mlenergy-chat steady state vs ML.ENERGY v3 (Llama-3.1-8B-Instruct, lm-arena-chat, 1 x H100) ==")
-    print("   ours: dummy weights, vLLM 0.26, forced lognormal outputs, ASSUMED input lengths (see presets.py)")
+    print("   ours: dummy weights, vLLM 0.26, forced lognormal outputs, input history MODELLED from LMSYS-Chat-1M means "
+          "(presets.py); b0 rows (single-turn inputs) are not compared")
     print(f"{'S':>4} {'J/tok':>7} {'ML.E':>7} {'d%':>5} | {'W':>4} {'ML.E':>4} {'d%':>5} | {'tok/s':>5} {'ML.E':>5} "
           f"{'d%':>5} | {'ITL50':>5} {'ML.E':>5} | {'ITL99':>5} {'ML.E':>5} | {'batch':>5} {'ML.E':>5} | {'out':>4} "
           f"{'ML.E':>4}")
     for (seqs, st), ms in sorted(groups.items()):
         good = [m for m, _ in ms if m.ok and m.steady_state is not None]
-        if st != "b" or not good:
+        if st not in ("b", "b+w") or not good:
             continue
 
         def mean(key: str, window: str = "steady") -> float | None:
