@@ -51,7 +51,18 @@ class UniformLength(StrictModel):
         return self
 
 
-class LognormalLength(StrictModel):
+class _ClippedLength(StrictModel):
+    """Base of the drawn distributions whose lengths are clipped to ``[min_tokens, max_tokens]`` (subclasses
+    declare both fields, last, so that serialized field order and workload hashes stay as they were)."""
+
+    @model_validator(mode="after")
+    def _order(self) -> _ClippedLength:
+        if self.min_tokens > self.max_tokens:  # type: ignore[attr-defined]
+            raise ValueError("min_tokens must be <= max_tokens")
+        return self
+
+
+class LognormalLength(_ClippedLength):
     """Lengths ``round(median_tokens * exp(sigma * N(0,1)))`` clipped to ``[min_tokens, max_tokens]``."""
 
     kind: Literal["lognormal"] = "lognormal"
@@ -59,12 +70,6 @@ class LognormalLength(StrictModel):
     sigma: float = Field(ge=0, le=5)
     min_tokens: int = Field(default=1, ge=1)
     max_tokens: int = Field(default=32768, ge=1, le=MAX_TOKENS)
-
-    @model_validator(mode="after")
-    def _order(self) -> LognormalLength:
-        if self.min_tokens > self.max_tokens:
-            raise ValueError("min_tokens must be <= max_tokens")
-        return self
 
 
 class EmpiricalLength(StrictModel):
@@ -76,7 +81,7 @@ class EmpiricalLength(StrictModel):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
 
 
-class ConversationLength(StrictModel):
+class ConversationLength(_ClippedLength):
     """Prompt lengths of multi-turn chat where every request carries the whole conversation so far.
 
     A request at turn ``k`` holds ``k`` user messages, the ``k - 1`` assistant replies before it, and the chat
@@ -97,12 +102,6 @@ class ConversationLength(StrictModel):
     template_tokens_per_message: int = Field(default=0, ge=0, le=1000)
     min_tokens: int = Field(default=1, ge=1)
     max_tokens: int = Field(default=32768, ge=1, le=MAX_TOKENS)
-
-    @model_validator(mode="after")
-    def _order(self) -> ConversationLength:
-        if self.min_tokens > self.max_tokens:
-            raise ValueError("min_tokens must be <= max_tokens")
-        return self
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` prompt lengths (int64)."""
