@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recommender.config import Hardware, Scenario, ServingConfig
+from recommender.config import Scenario, ServingConfig
 from recommender.errors import InputError, suggest
 from recommender.evaluators.base import Evaluator
 from recommender.measurement import Measurement, Metrics
@@ -36,22 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KNOBS: tuple[str, ...] = tuple(k for k in ServingConfig.model_fields if k != "schema_version")
-_MLENERGY_PRECISION = {"bfloat16": "bf16", "fp8": "fp8"}
-# ML.ENERGY model ids the catalog does not resolve itself -> catalog names (same architecture and size).
-MLENERGY_MODEL_NAMES: dict[str, str] = {
-    "Qwen/Qwen3-235B-A22B-Instruct-2507": "Qwen3-235B-A22B",
-    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "Qwen3-235B-A22B",
-    "Qwen/Qwen3-235B-A22B-Thinking-2507": "Qwen3-235B-A22B",
-    "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8": "Qwen3-235B-A22B",
-    "Qwen/Qwen3-30B-A3B-Thinking-2507": "Qwen3-30B-A3B",
-    "Qwen/Qwen3-Coder-30B-A3B-Instruct": "Qwen3-30B-A3B",
-    "meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B",
-    "meta-llama/Llama-3.1-70B-Instruct": "Llama-3.1-70B",
-    "google/gemma-3-12b-it": "Gemma-3-12B",
-    "google/gemma-3-27b-it": "Gemma-3-27B",
-}
-
-
 def _canonical_model(model: str) -> str:
     from recommender.catalog import get_model
 
@@ -148,115 +132,86 @@ class ReplayEvaluator(Evaluator):
                          gpu: str = "H100", workload: Workload | None = None, **kwargs: Any) -> ReplayEvaluator:
         """Replay one (model, task, GPU, GPU count) group of the ML.ENERGY Leaderboard v3 flat CSV.
 
-        Rows map to ``ServingConfig(tensor_parallel_size, max_num_seqs, precision)`` with
-        ``energy_per_output_token_j`` = ``energy_per_token_joules`` (all GPUs), ``avg_power_w``,
-        ``throughput_output_tok_s``, ``avg_batch_size`` and ITL p50/p90/p95/p99 (ms -> s); provenance
-        ``public``. The export has no TTFT/TPOT, so SLOs over it must use ``itl``. Expert-parallel rows keep
-        ``tensor_parallel_size`` as published (the GPU count is the scenario's); mxfp4 rows are skipped.
+        The rows are the surrogate's public-data adapter's (:func:`~recommender.surrogate.public_data.
+        load_mlenergy_v3_csv`: one model map, one precision rule, one set of metrics, provenance ``public``).
+        The export has no TTFT/TPOT, so SLOs over it must use ``itl``.
 
         Args:
-            model_id: the HF id in the CSV (``meta-llama/Llama-3.1-8B-Instruct``); mapped to a catalog name.
-            workload: the scenario's workload (default: ``presets.mlenergy_chat`` for ``lm-arena-chat``, else a
-                closed-loop workload named ``mlenergy-<task>`` with the rows' mean output length).
+            model_id: the HF id in the CSV (``meta-llama/Llama-3.1-8B-Instruct``) or a catalog name.
+            workload: the scenario's workload (default: ``presets.mlenergy_chat`` for ``lm-arena-chat``, else the
+                adapter's closed-loop workload, renamed ``mlenergy-<task>``, with the rows' mean output length).
 
         Raises:
-            InputError: the file is missing, the group has no usable rows, or the model is not in the catalog.
+            InputError: the file is missing, the model is unknown, or the group has no rows.
         """
-        import pandas as pd
-
-        from recommender.catalog import get_model
-
-        p = Path(csv_path)
-        if not p.is_file():
-            raise InputError("replay data", str(p), "give the ML.ENERGY v3 llm_configs_flat.csv file")
-        df = pd.read_csv(p)
-        gpu_col = df["gpu_model"].astype(str).str.upper()
-        group = df[(df["task"] == task) & (gpu_col == gpu.upper()) & (df["num_gpus"] == num_gpus)]
-        if model_id not in set(group["model_id"]):  # a catalog name: find the CSV id(s) it stands for
-            want = _canonical_model(MLENERGY_MODEL_NAMES.get(model_id, model_id))
-            ids = sorted(i for i in set(group["model_id"]) if _canonical_model(MLENERGY_MODEL_NAMES.get(i, i)) == want)
-            if len(ids) > 1:
-                raise InputError("--model", model_id, f"ambiguous in {p.name}; use one of {ids}")
-            model_id = ids[0] if ids else model_id
-        sel = group[group["model_id"] == model_id]
-        if sel.empty:
-            groups = sorted(set(zip(df["model_id"], df["task"], df["num_gpus"], strict=True)))[:8]
-            raise InputError("replay data", f"{model_id} {task} {gpu}x{num_gpus}",
-                             f"no rows for this group in {p.name}; groups look like {groups}")
-        name = MLENERGY_MODEL_NAMES.get(model_id, model_id)
-        try:
-            catalog_name = get_model(name).name
-        except InputError:
-            try:
-                catalog_name = get_model(model_id).name
-            except InputError as e:
-                raise InputError("model", model_id, f"not in the catalog ({e.allowed})") from None
-        if workload is None:
-            workload = _mlenergy_workload(task, float(sel["avg_output_len"].mean()))
-        scenario = Scenario(model=catalog_name, hardware=Hardware(gpu=gpu, count=num_gpus), workload=workload)
-        rows = [m for r in sel.to_dict("records") if (m := _mlenergy_row(r, scenario)) is not None]
+        groups = _mlenergy_v3_groups(csv_path, gpu)
+        name = _mlenergy_catalog_name(model_id)
+        rows = groups.get((name, task, num_gpus))
         if not rows:
-            raise InputError("replay data", model_id, "every row of the group uses a precision we cannot express")
-        return cls(rows, **kwargs)
+            have = sorted(groups)[:8]
+            raise InputError("replay data", f"{model_id} {task} {gpu}x{num_gpus}",
+                             f"no rows for this group in {Path(csv_path).name}; groups look like {have}")
+        return cls(_as_replay_rows(rows, task, workload), **kwargs)
 
 
 def mlenergy_v3_groups(csv_path: str | Path, gpu: str = "H100", task: str | None = None,
                        min_rows: int = 2) -> list[ReplayEvaluator]:
-    """One ReplayEvaluator per (model, task, GPU count) group of ``gpu``; unknown models skipped with a warning."""
-    import pandas as pd
-
-    df = pd.read_csv(csv_path)
-    df = df[df["gpu_model"].astype(str).str.upper() == gpu.upper()]
-    if task is not None:
-        df = df[df["task"] == task]
+    """One ReplayEvaluator per (model, task, GPU count) group of ``gpu`` with at least ``min_rows`` rows; rows of
+    models outside the catalog are skipped (logged with their count)."""
     out = []
-    for (model_id, tsk, n), g in df.groupby(["model_id", "task", "num_gpus"], sort=True):
-        if len(g) < min_rows:
-            continue
-        try:
-            out.append(ReplayEvaluator.from_mlenergy_v3(csv_path, str(model_id), str(tsk), int(n), gpu))
-        except InputError as e:
-            logger.warning("skipping ML.ENERGY group %s %s %sx%s: %s", model_id, tsk, gpu, n, e)
+    for (_model, tsk, _n), rows in sorted(_mlenergy_v3_groups(csv_path, gpu).items()):
+        if (task is None or tsk == task) and len(rows) >= min_rows:
+            out.append(ReplayEvaluator(_as_replay_rows(rows, tsk, None)))
     return out
 
 
-def _mlenergy_workload(task: str, mean_output: float) -> Workload:
-    from recommender.presets import mlenergy_chat
-    from recommender.surrogate.public_data import TASK_INPUTS
-    from recommender.workload import ClosedLoop, LognormalLength, Workload
+def _mlenergy_v3_groups(csv_path: str | Path, gpu: str) -> dict[tuple[str, str, int], list[Measurement]]:
+    """The adapter's measurements of ``gpu`` by (catalog model, task, GPU count)."""
+    from recommender.catalog import get_gpu
+    from recommender.surrogate.public_data import load_mlenergy_v3_csv, mlenergy_v3_task
 
-    if task == "lm-arena-chat":
-        return mlenergy_chat()
-    median = max(16.0, mean_output / 1.28)  # lognormal sigma 0.7: mean = median * exp(0.245)
-    return Workload(
-        name=f"mlenergy-{task}",
-        description=f"ML.ENERGY v3 {task}: all requests at once, mean output {mean_output:.0f}",
-        input_tokens=LognormalLength(median_tokens=TASK_INPUTS[task][0], sigma=TASK_INPUTS[task][1], min_tokens=8,
-                                     max_tokens=TASK_INPUTS[task][2]) if task in TASK_INPUTS else
-        LognormalLength(median_tokens=120, sigma=1.0, min_tokens=8, max_tokens=2048),
-        output_tokens=LognormalLength(median_tokens=median, sigma=0.7, min_tokens=16, max_tokens=32768),
-        arrivals=ClosedLoop(concurrency=1024), num_requests=1024,
-    )
+    p = Path(csv_path)
+    if not p.is_file():
+        raise InputError("replay data", str(p), "give the ML.ENERGY v3 llm_configs_flat.csv file")
+    load = load_mlenergy_v3_csv(p, p.name)
+    if load.skipped:
+        logger.warning("skipping ML.ENERGY group rows: %s", load.summary())
+    want = get_gpu(gpu).name
+    groups: dict[tuple[str, str, int], list[Measurement]] = {}
+    for m in load.measurements:
+        task = mlenergy_v3_task(m.scenario.workload.name)
+        if task is not None and m.scenario.hardware.gpu == want:
+            groups.setdefault((m.scenario.model, task, m.scenario.hardware.count), []).append(m)
+    return groups
 
 
-def _mlenergy_row(r: dict[str, Any], scenario: Scenario) -> Measurement | None:
-    precision = _MLENERGY_PRECISION.get(str(r["weight_precision"]))
-    if precision is None:
-        return None
-    config = ServingConfig(tensor_parallel_size=int(r["tensor_parallel"]), max_num_seqs=int(r["max_num_seqs"]),
-                           precision=precision)  # type: ignore[arg-type]
-    metrics = Metrics(
-        energy_per_output_token_j=float(r["energy_per_token_joules"]), avg_power_w=float(r["avg_power_watts"]),
-        throughput_output_tok_s=float(r["output_throughput_tokens_per_sec"]), avg_batch_size=float(r["avg_batch_size"]),
-        itl_p50_s=float(r["median_itl_ms"]) / 1e3, itl_p90_s=float(r["p90_itl_ms"]) / 1e3,
-        itl_p95_s=float(r["p95_itl_ms"]) / 1e3, itl_p99_s=float(r["p99_itl_ms"]) / 1e3,
-    )
-    ep = int(r.get("expert_parallel", 1) or 1)
-    return Measurement(
-        scenario=scenario, config=config, provenance="public", metrics=metrics,
-        source=f"mlenergy-v3:{r['task']}/{r['model_id']}/{r['gpu_model']}x{r['num_gpus']}/seqs={r['max_num_seqs']}",
-        notes="steady-state window as published" + (f"; expert_parallel={ep}" if ep > 1 else ""),
-    )
+def _mlenergy_catalog_name(model_id: str) -> str:
+    """Catalog name of an ML.ENERGY hub id (through the adapter's model map) or of a catalog name."""
+    from recommender.surrogate.public_data import MODEL_MAP
+
+    if model_id in MODEL_MAP:
+        return MODEL_MAP[model_id][0]
+    return _canonical_model(model_id)
+
+
+def _as_replay_rows(rows: list[Measurement], task: str, workload: Workload | None) -> list[Measurement]:
+    """The rows with the scenario a replay user names: the ``mlenergy-chat`` preset for ``lm-arena-chat``, else
+    the adapter's workload renamed ``mlenergy-<task>`` (or ``workload`` when given)."""
+    if workload is None:
+        if task == "lm-arena-chat":
+            from recommender.presets import mlenergy_chat
+
+            workload = mlenergy_chat()
+        else:
+            base = rows[0].scenario.workload
+            workload = base.model_copy(update={"name": f"mlenergy-{task}"})
+    out = []
+    for m in rows:
+        scenario = m.scenario.model_copy(update={"workload": workload})
+        out.append(m.model_copy(update={"scenario": scenario,
+                                        "source": f"mlenergy-v3:{task}/{m.notes.split(';')[0]}/"
+                                        f"{m.scenario.hardware.count}gpu/seqs={m.config.max_num_seqs}"}))
+    return out
 
 
 def _from_frame(df: pd.DataFrame, scenario: Scenario | None, provenance: str) -> list[Measurement]:

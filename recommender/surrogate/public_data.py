@@ -162,11 +162,33 @@ def _map_model(hf_id: str, load: PublicLoad, rows: int = 1) -> tuple[str, str, s
     return hit
 
 
+MLENERGY_V3_CSV = "mlenergy-leaderboard-v3/llm_configs_flat.csv"
+#: Workload name of the v3 rows of ``task``; :func:`mlenergy_v3_task` inverts it.
+MLENERGY_V3_WORKLOAD = "mlenergy-v3-{task}"
+
+
+def mlenergy_v3_task(workload_name: str) -> str | None:
+    """The v3 task of a workload named by :func:`load_mlenergy_v3` (``mlenergy-v3-gpqa`` -> ``gpqa``), else None."""
+    prefix = MLENERGY_V3_WORKLOAD.format(task="")
+    return workload_name.removeprefix(prefix) if workload_name.startswith(prefix) else None
+
+
 def load_mlenergy_v3(root: Path) -> PublicLoad:
-    """ML.ENERGY leaderboard v3 H100 text rows (see the module docstring)."""
-    rel = "mlenergy-leaderboard-v3/llm_configs_flat.csv"
+    """ML.ENERGY leaderboard v3 H100 text rows of ``root`` (the shared data folder; see the module docstring)."""
+    return load_mlenergy_v3_csv(_require(root / MLENERGY_V3_CSV), MLENERGY_V3_CSV)
+
+
+def load_mlenergy_v3_csv(path: Path, source: str | None = None) -> PublicLoad:
+    """The same from the flat CSV at ``path`` (``source`` names it in the measurements; default: the path).
+
+    One measurement per text row whose model is in :data:`MODEL_MAP`: the scenario's workload is named
+    :data:`MLENERGY_V3_WORKLOAD` with the task, the GPU count is the row's, and the config is
+    ``ServingConfig(tensor_parallel_size=num_gpus, max_num_seqs, precision as mapped)``; metrics are the
+    published steady-state ones (ITL in seconds; no TTFT/TPOT in the export).
+    """
+    rel = source or str(path)
     load = PublicLoad(rel)
-    df = pd.read_csv(_require(root / rel))
+    df = pd.read_csv(path)
     load.rows_read = len(df)
     text = df[df["task"].isin(["lm-arena-chat", "gpqa", "sourcegraph-fim"])]
     load.skipped["vision task (image/video chat)"] += len(df) - len(text)
@@ -175,7 +197,7 @@ def load_mlenergy_v3(root: Path) -> PublicLoad:
         if hit is None:
             continue
         model, precision, note = hit
-        wl = _workload(f"mlenergy-v3-{task}", str(task), float(grp["avg_output_len"].mean()))
+        wl = _workload(MLENERGY_V3_WORKLOAD.format(task=task), str(task), float(grp["avg_output_len"].mean()))
         for r in grp.itertuples(index=False):
             cfg = ServingConfig(tensor_parallel_size=int(r.num_gpus), max_num_seqs=int(r.max_num_seqs),
                                 precision=precision)  # type: ignore[arg-type]
