@@ -222,6 +222,37 @@ def test_weight_bytes_and_flops() -> None:
         llama.weight_bytes("int2")
 
 
+def test_llama4_style_keys_on_a_small_config() -> None:
+    base = _llama_like(
+        model_type="llama4_text", num_hidden_layers=8, num_local_experts=4, num_experts_per_tok=1,
+        intermediate_size=128, intermediate_size_mlp=512, attention_chunk_size=64,
+    )
+    spec = ModelSpec.from_hf_config({**base, "moe_layers": [1, 5]}, name="t")
+    assert (spec.num_dense_layers, spec.intermediate_size, spec.moe_intermediate_size) == (6, 512, 128)
+    assert spec.num_shared_experts == 1 and spec.sliding_window == 64 and spec.num_sliding_layers == 6
+    spec = ModelSpec.from_hf_config({**base, "interleave_moe_layer_step": 4, "no_rope_layers": [1, 0] * 4}, name="t")
+    assert spec.num_dense_layers == 6 and spec.num_sliding_layers == 4
+    typed = ["chunked_attention", "chunked_attention", "full_attention", "sliding_attention"] * 2
+    spec = ModelSpec.from_hf_config({**base, "layer_types": typed}, name="t")
+    assert spec.num_sliding_layers == 6
+
+
+def test_published_name_or_path_is_replaced_by_the_hub_id_when_writing() -> None:
+    config = _llama_like(_name_or_path="/checkpoints/upload")
+    spec = ModelSpec.from_hf_config(config, name="m", hf_id="org/m")
+    assert spec.to_hf_config()["_name_or_path"] == "org/m"
+    assert ModelSpec.from_hf_config(spec.to_hf_config()).hf_id == "org/m"
+    assert ModelSpec.from_hf_config(config, name="m").to_hf_config()["_name_or_path"] == "/checkpoints/upload"
+
+
+def test_bloom_style_keys_on_a_small_config() -> None:
+    config = {"model_type": "bloom", "architectures": ["BloomForCausalLM"], "n_embed": 64, "n_layer": 2,
+              "num_attention_heads": 4, "n_inner": None, "vocab_size": 1000}
+    spec = ModelSpec.from_hf_config(config, name="b")
+    assert (spec.hidden_size, spec.intermediate_size, spec.num_kv_heads) == (64, 256, 4)
+    assert (spec.tie_word_embeddings, spec.max_position_embeddings, spec.gated_mlp) == (True, 2048, False)
+
+
 # ---- from_hf_config / load_config_json ----------------------------------------------------------------------
 
 
