@@ -146,14 +146,18 @@ class ModelSpec(BaseModel):
         A spec built from fields alone gets a synthesized config: ``LlamaForCausalLM`` (dense),
         ``MistralForCausalLM`` (dense with a sliding window), ``MixtralForCausalLM`` (MoE whose expert width
         equals ``intermediate_size``), ``Qwen3MoeForCausalLM`` (other MoE) or ``Qwen2MoeForCausalLM`` (shared
-        experts). ``_name_or_path`` carries ``hf_id`` (or the name) so the round trip keeps it.
+        experts). ``_name_or_path`` carries ``hf_id`` (or, without one, the config's own value or the name) so the
+        round trip keeps it; a published config's ``_name_or_path`` is often an upload-time local path.
 
         Raises:
             InputError: the fields cannot be expressed by any of those classes (non-gated MLP; shared experts
                 with an explicit head_dim or without attention biases).
         """
         config = copy.deepcopy(self.hf_config) if self.hf_config else synthesize_hf_config(self)
-        config.setdefault("_name_or_path", self.hf_id or self.name)
+        if self.hf_id:
+            config["_name_or_path"] = self.hf_id
+        else:
+            config.setdefault("_name_or_path", self.name)
         return config
 
     # ---- parameter counts ---------------------------------------------------------------------------------

@@ -3,9 +3,15 @@
 Pure functions on dicts; no file I/O (see :func:`recommender.catalog.architecture.load_config_json`).
 
 Families handled by key name rather than by class: Llama, Mistral, Mixtral, Qwen2/Qwen2-MoE, Qwen3/Qwen3-MoE,
-Gemma 2/3 (multimodal configs with a nested ``text_config``), gpt-oss, and anything else spelling the usual
-keys. Keys a published config omits are filled from the ``transformers`` config-class defaults for that
-``model_type`` (:data:`MODEL_TYPE_DEFAULTS`), e.g. Gemma 3's ``head_dim`` of 256.
+Gemma 2/3 (multimodal configs with a nested ``text_config``), gpt-oss, Phi-3, StarCoder2, BLOOM, Llama 4, and
+anything else spelling the usual keys. Keys a published config omits are filled from the ``transformers``
+config-class defaults for that ``model_type`` (:data:`MODEL_TYPE_DEFAULTS`), e.g. Gemma 3's ``head_dim`` of 256.
+
+Llama 4 (``llama4_text``): MoE layers are ``moe_layers`` or every ``interleave_moe_layer_step``-th layer, the other
+layers use a dense MLP of ``intermediate_size_mlp``, and every MoE layer has one shared expert. Its chunked local
+attention (``attention_chunk_size`` on the RoPE layers, ``no_rope_layers``) is counted as a sliding window of the
+chunk size: exact below one chunk, an upper bound on KV cache and attention work beyond it (a chunked layer keeps
+and attends to at most one chunk).
 
 Not modelled, and refused with an :class:`~recommender.errors.InputError`: multi-head latent attention
 (``kv_lora_rank``, DeepSeek V2/V3) and hybrid attention/state-space stacks (``layer_types`` other than
@@ -27,7 +33,7 @@ logger = logging.getLogger(__name__)
 #: Our field name -> config.json keys that carry it, first match wins.
 KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
-    "hidden_size": ("hidden_size", "d_model", "n_embd"),
+    "hidden_size": ("hidden_size", "d_model", "n_embd", "n_embed"),
     "intermediate_size": ("intermediate_size", "ffn_dim", "n_inner"),
     "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
     "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num"),
@@ -51,7 +57,17 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "gemma2": {"head_dim": 256, "tie_word_embeddings": True, "sliding_window": 4096},
     "gemma": {"head_dim": 256, "tie_word_embeddings": True},
+    # Starcoder2Config and BloomConfig leave tie_word_embeddings at the PretrainedConfig default (True).
+    "starcoder2": {"tie_word_embeddings": True},
+    # BLOOM uses ALiBi (no position table) and names no length; vLLM then assumes 2048, its pretraining length.
+    "bloom": {"tie_word_embeddings": True, "max_position_embeddings": 2048},
 }
+
+#: MLP width as a multiple of hidden_size for model_types whose config may leave it null (``n_inner: null``).
+MLP_WIDTH_FACTOR_DEFAULTS: dict[str, int] = {"bloom": 4, "gpt2": 4, "gpt_bigcode": 4}
+
+#: Shared experts per MoE layer for model_types whose config has no key for them.
+SHARED_EXPERTS_BY_TYPE: dict[str, int] = {"llama4_text": 1}
 
 #: model_types whose MLP is two matrices (up, down) instead of the gated three (gate, up, down).
 NON_GATED_MLP_TYPES = frozenset(
@@ -62,7 +78,9 @@ NON_GATED_MLP_TYPES = frozenset(
 QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl"})
 
 _NESTED_KEYS = ("text_config", "vision_config", "audio_config", "quantization_config")
-_ATTENTION_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
+_ATTENTION_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+#: Layer types that keep and attend to a bounded number of tokens (``sliding_window`` or the attention chunk).
+_WINDOWED_LAYER_TYPES = frozenset({"sliding_attention", "chunked_attention"})
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -132,12 +150,18 @@ def _check_supported(view: Mapping[str, Any], source: str) -> None:
             raise InputError(
                 _field_name(source, "layer_types"),
                 other,
-                "only full_attention and sliding_attention layers are modelled (no linear/state-space layers)",
+                "only full, sliding and chunked attention layers are modelled (no linear/state-space layers)",
             )
 
 
 def _dense_layer_count(view: Mapping[str, Any], num_layers: int) -> int:
     """Layers of a MoE model that use the dense MLP instead of experts."""
+    moe_layers = view.get("moe_layers")
+    if isinstance(moe_layers, list) and moe_layers:  # Llama 4: the MoE layers, listed
+        return num_layers - len({int(i) for i in moe_layers if 0 <= int(i) < num_layers})
+    step = view.get("interleave_moe_layer_step")
+    if isinstance(step, int) and not isinstance(step, bool) and step >= 1:  # Llama 4: layers step-1, 2*step-1, ...
+        return num_layers - len(range(step - 1, num_layers, step))
     dense: set[int] = set()
     only = view.get("mlp_only_layers")
     if isinstance(only, list):
@@ -152,6 +176,9 @@ def _dense_layer_count(view: Mapping[str, Any], num_layers: int) -> int:
 
 
 def _shared_experts(view: Mapping[str, Any], moe_intermediate_size: int) -> int:
+    by_type = SHARED_EXPERTS_BY_TYPE.get(str(view.get("model_type") or ""))
+    if by_type is not None:
+        return by_type
     for key in ("n_shared_experts", "num_shared_experts"):
         if isinstance(view.get(key), int):
             return max(0, int(view[key]))
@@ -231,7 +258,12 @@ def parse_hf_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     intermediate = _optional(view, source, "intermediate_size", "MLP width")
     moe_intermediate = _optional(view, source, "moe_intermediate_size", "width of one expert") if moe else None
     if moe and moe_intermediate is None:
-        moe_intermediate = intermediate  # Mixtral / gpt-oss: intermediate_size is the expert width
+        moe_intermediate = intermediate  # Mixtral / gpt-oss / Llama 4: intermediate_size is the expert width
+    if moe and view.get("intermediate_size_mlp") is not None:  # Llama 4: width of the dense-MLP layers
+        intermediate = _positive_int(source, "intermediate_size_mlp", view["intermediate_size_mlp"], "dense MLP width")
+    factor = MLP_WIDTH_FACTOR_DEFAULTS.get(model_type)
+    if intermediate is None and not moe and factor:  # n_inner: null means factor * hidden_size
+        intermediate = factor * hidden
     if intermediate is None:
         if not moe:
             raise InputError(
@@ -255,6 +287,8 @@ def parse_hf_config(config: Mapping[str, Any], source: str = "config") -> dict[s
         )
 
     sliding = view.get("sliding_window")
+    if sliding is None and view.get("attention_chunk_size") is not None:  # Llama 4 chunked local attention
+        sliding = view["attention_chunk_size"]
     if view.get("use_sliding_window") is False or sliding is None:
         sliding_window = None
     else:
@@ -287,14 +321,22 @@ def parse_hf_config(config: Mapping[str, Any], source: str = "config") -> dict[s
 def sliding_layer_count(view: Mapping[str, Any], num_layers: int, sliding_window: int | None) -> int:
     """How many layers attend only within ``sliding_window`` tokens (the rest attend to the full context).
 
-    Order of evidence: ``layer_types``; Gemma's ``sliding_window_pattern`` (every N-th layer global); Gemma 2's
-    alternation; otherwise every layer (Mistral-v0.1 style).
+    Order of evidence: ``layer_types``; Llama 4's chunked attention on its RoPE layers (``no_rope_layers`` 1 =
+    RoPE, else every ``no_rope_layer_interval``-th layer, default 4, is a global NoPE layer); Gemma's
+    ``sliding_window_pattern`` (every N-th layer global); Gemma 2's alternation; otherwise every layer
+    (Mistral-v0.1 style).
     """
     if sliding_window is None:
         return 0
     layer_types = view.get("layer_types")
     if isinstance(layer_types, list) and layer_types:
-        return sum(1 for t in layer_types[:num_layers] if t == "sliding_attention")
+        return sum(1 for t in layer_types[:num_layers] if t in _WINDOWED_LAYER_TYPES)
+    if view.get("sliding_window") is None and view.get("attention_chunk_size") is not None:
+        rope_layers = view.get("no_rope_layers")
+        if isinstance(rope_layers, list) and rope_layers:
+            return sum(1 for r in rope_layers[:num_layers] if r)
+        interval = view.get("no_rope_layer_interval") or 4
+        return sum(1 for i in range(num_layers) if (i + 1) % interval != 0)
     pattern = view.get("sliding_window_pattern") or view.get("_sliding_window_pattern")
     if isinstance(pattern, int) and pattern > 0:
         return num_layers - num_layers // pattern

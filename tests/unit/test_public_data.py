@@ -57,8 +57,11 @@ def test_mlenergy_v3_workloads_describe_the_task() -> None:
 def test_mlenergy_v2_energy_per_token_and_skips() -> None:
     load = load_mlenergy_v2(ROOT)
     assert load.skipped["vision model (mllm)"] == 1
-    assert load.skipped["architecture not in catalog"] == 1
-    assert len(load.measurements) == 2
+    assert load.skipped["architecture not in catalog"] == 1  # Phi-3-small: block-sparse attention, not modelled
+    assert len(load.measurements) == 3
+    gemma = [m for m in load.measurements if m.scenario.model == "Gemma-2-2B"]
+    assert len(gemma) == 1 and gemma[0].notes.startswith("google/gemma-2-2b-it")
+    assert gemma[0].scenario.hardware.gpu == "A100-SXM-40GB"
     m = load.measurements[0]
     assert m.versions["vllm"] == "0.5.4"
     assert m.metrics is not None and m.metrics.tpot_mean_s is not None
@@ -82,21 +85,34 @@ def test_llm_inference_bench_conversions() -> None:
     assert len(fp8) == 1 and fp8[0].config.kv_cache_dtype == "fp8"
     ttft = [m for m in load.measurements if m.metrics and m.metrics.ttft_p50_s is not None]
     assert len(ttft) == 1 and ttft[0].scenario.workload.stats()["output_tokens_mean"] == 1
-    assert all(m.scenario.model == "Llama-3.1-8B" for m in load.measurements)
+    by_model = {m.scenario.model for m in load.measurements}
+    assert by_model == {"Llama-3.1-8B", "Llama-2-7B"}  # DeciLM (per-layer KV heads) is the skipped row
+    llama2 = next(m for m in load.measurements if m.scenario.model == "Llama-2-7B")
+    assert llama2.notes == "meta-llama/Llama-2-7b-hf" and llama2.config.tensor_parallel_size == 1
 
 
 def test_splitwise_uses_only_latency_and_excludes_pcap() -> None:
     load = load_splitwise(ROOT)
     assert load.skipped["synthetic power-capped rows (pcap)"] == 1
-    assert load.skipped["architecture not in catalog"] == 1  # bloom
+    assert load.skipped["architecture not in catalog"] == 0
     assert load.skipped["repeat runs averaged"] == 1
     assert sum(v for k, v in load.skipped.items() if k.startswith("batch 64")) == 1
-    assert len(load.measurements) == 2
-    m = next(x for x in load.measurements if x.scenario.workload.arrivals.concurrency == 1)  # type: ignore[union-attr]
+    assert len(load.measurements) == 3
+    bloom = next(x for x in load.measurements if x.scenario.model == "BLOOM-176B")
+    assert bloom.config.tensor_parallel_size == bloom.scenario.hardware.count == 8
+    m = next(x for x in load.measurements if x.scenario.model == "Llama-3.1-70B"
+             and x.scenario.workload.arrivals.concurrency == 1)  # type: ignore[union-attr]
     assert m.metrics is not None
     assert m.metrics.ttft_p50_s == pytest.approx((85.39954997831956 + 83.41073204064742) / 2e3)
     assert m.metrics.itl_p50_s == pytest.approx((36.97136075164404 + 37.05370054015611) / 2e3)
     assert m.metrics.throughput_output_tok_s is None and m.metrics.avg_power_w is None
+
+
+def test_rows_of_an_unmapped_architecture_are_counted_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(MODEL_MAP, "bloom-176b")
+    load = load_splitwise(ROOT)
+    assert load.skipped["architecture not in catalog"] == 1
+    assert {m.scenario.model for m in load.measurements} == {"Llama-3.1-70B"}
 
 
 def test_load_public_errors_name_the_fix(tmp_path: Path) -> None:
@@ -113,3 +129,4 @@ def test_model_map_targets_exist_in_catalog() -> None:
     for hf_id, (name, precision, _) in MODEL_MAP.items():
         assert get_model(name).name == name, hf_id
         assert precision in ("bf16", "fp8")
+        assert precision == "fp8" or "fp8" not in hf_id.lower(), hf_id  # an FP8 checkpoint runs as fp8
