@@ -7,7 +7,8 @@ What is used, and what is not (and why):
 - **ML.ENERGY v3** (``mlenergy-leaderboard-v3/llm_configs_flat.csv``, vLLM 0.11.1, H100): text tasks
   ``lm-arena-chat``, ``gpqa``, ``sourcegraph-fim``. Steady-state output throughput, power summed over the GPUs,
   J per output token for the whole server, ITL p50/p90/p95/p99. ``image-chat``/``video-chat`` rows are skipped
-  (vision inputs), as are models whose architecture is not in the catalog (Mamba hybrids, Llama 4, 405B).
+  (vision inputs), as are models whose architecture is not in the catalog (Mamba hybrids such as Nemotron
+  Nano, DeciLM with per-layer KV heads, Phi-3-small with block-sparse attention).
   Expert-parallel MoE runs (TP 1 x EP n) are recorded as ``tensor_parallel_size = n`` (weights split n ways).
 - **ML.ENERGY v2** (``llm_mllm_configs_flat.csv``, vLLM 0.5.4, A100-40GB and H100): text chat and code;
   J/token = energy per request / mean output tokens, power = J/token x throughput, mean TPOT.
