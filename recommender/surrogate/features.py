@@ -72,6 +72,8 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "gpu_power_limit_min_w", "gpu_power_limit_max_w", "fits_memory",
 )
 
+_ALL_COLUMNS: tuple[str, ...] = FEATURE_NAMES + EXTRA_COLUMNS
+
 
 def engine_version_number(version: str | None) -> float:
     """``"0.11.1"`` -> 11.01, ``"0.5.4"`` -> 5.04 (minor + patch/100 of a 0.x vLLM); NaN when unparseable."""
@@ -172,6 +174,18 @@ _KNOBS: tuple[str, ...] = (
 )
 
 
+def _as_float(values: Any, n: int) -> np.ndarray:
+    """``values`` (numbers, bools, None / NaN / pandas NA) as an (n,) float array with NaN for missing."""
+    a = np.asarray(values)
+    if a.dtype.kind in "fiub":
+        return a.astype(float).reshape(n)
+    a = np.asarray(values, dtype=object).reshape(n)
+    missing = pd.isna(a)
+    out = np.full(n, np.nan)
+    out[~missing] = a[~missing].astype(float)
+    return out
+
+
 def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec) -> dict[str, np.ndarray]:
     """Knob values as float arrays (None -> NaN, vLLM defaults resolved for ``gpu``).
 
@@ -184,22 +198,22 @@ def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec
     seqs_default, btok_default = (1024, 8192) if big else (256, 2048)
     from recommender.config import ServingConfig
 
+    n = len(configs)
     if isinstance(configs, pd.DataFrame):
         defaults = ServingConfig().model_dump()
-        cols = {k: (configs[k].to_numpy() if k in configs else np.full(len(configs), defaults[k], dtype=object))
-                for k in _KNOBS}
+        cols: dict[str, Any] = {
+            k: (configs[k].to_numpy() if k in configs else np.full(n, defaults[k], dtype=object)) for k in _KNOBS
+        }
     else:
         get = operator.itemgetter(*_KNOBS)
         rows = [get(c.__dict__) for c in configs]
-        cols = dict(zip(_KNOBS, map(list, zip(*rows, strict=True)), strict=True)) if rows else {k: [] for k in _KNOBS}
+        cols = dict(zip(_KNOBS, zip(*rows, strict=True), strict=True)) if rows else {k: () for k in _KNOBS}
     out: dict[str, np.ndarray] = {}
     for k in _KNOBS:
-        v = cols[k]
         if k in ("precision", "kv_cache_dtype"):
-            out[k] = np.asarray([x == "fp8" for x in v], dtype=float)
+            out[k] = (np.asarray(cols[k], dtype=object) == "fp8").astype(float)
         else:
-            out[k] = np.asarray(pd.array(v, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
-                                if isinstance(configs, pd.DataFrame) else np.array(v, dtype=float), dtype=float)
+            out[k] = _as_float(cols[k], n)
     out["precision_fp8"] = out.pop("precision")
     out["kv_cache_fp8"] = out.pop("kv_cache_dtype")
     out["max_num_seqs"] = np.where(np.isnan(out["max_num_seqs"]), seqs_default, out["max_num_seqs"])
@@ -261,11 +275,10 @@ def build_features(
     c["energy_tok_prefill_j"] = c["power_est_w"] * c["input_tokens_mean"] / np.maximum(
         c["output_tokens_mean"], 1.0) * phys["t_prefill_token_s"]
     n = len(configs)
-    cols = FEATURE_NAMES + EXTRA_COLUMNS
-    data = np.empty((n, len(cols)), dtype=float)
-    for j, k in enumerate(cols):
-        data[:, j] = c[k]
-    return pd.DataFrame(data, columns=list(cols))
+    data = np.empty((len(_ALL_COLUMNS), n), dtype=float)  # column-major: one contiguous write per column
+    for j, k in enumerate(_ALL_COLUMNS):
+        data[j] = c[k]
+    return pd.DataFrame(data.T, columns=list(_ALL_COLUMNS), copy=False)
 
 
 def features_from_measurements(measurements: Sequence[Measurement]) -> pd.DataFrame:

@@ -69,47 +69,51 @@ class Surrogate:
         Returns:
             DataFrame indexed like ``f`` with, per metric ``m`` of :data:`targets.METRICS`, columns ``m``,
             ``m_low`` and ``m_high``; plus ``provenance`` (``predicted``, or ``modeled`` where the DVFS model
-            moved the prediction), ``clock_ratio`` (relative SM clock used), ``ood`` (bool), ``ood_reasons``
-            (str) and ``fits_memory`` (bool).
+            moved the prediction; categorical), ``clock_ratio`` (relative SM clock used), ``ood`` (bool),
+            ``ood_reasons`` (categorical str, ``""`` in distribution) and ``fits_memory`` (bool).
         """
-        X = f[list(FEATURE_NAMES)]
+        names = list(FEATURE_NAMES)
+        X = f.iloc[:, : len(names)] if list(f.columns[: len(names)]) == names else f[names]
         knobs = (f["gpu_clock_mhz"].notna() | f["power_limit_w"].notna()).to_numpy()
         if knobs.any():  # configs differing only in clock / power limit share their features: predict once
             from recommender.surrogate.model import _row_codes
 
             inverse, first = _row_codes(np.nan_to_num(X.to_numpy(dtype=float), nan=-1.2345e300))
+            Xu = X.iloc[first]
         else:
-            inverse, first = np.arange(len(X)), np.arange(len(X))
-        Xu = X.iloc[first]
-        learned = pd.DataFrame(self.estimator.predict(Xu), columns=list(T.LEARNED_TARGETS)).iloc[inverse]
-        base = T.derive(f.reset_index(drop=True), learned.reset_index(drop=True), self.tpot_learned)
+            inverse, first, Xu = None, None, X
+        y, ood, reason_codes, reasons = self.estimator.predict_with_ood(Xu, with_ood=with_ood)
+        if inverse is not None:
+            y, ood, reason_codes = y[inverse], ood[inverse], reason_codes[inverse]
+        learned = dict(zip(T.LEARNED_TARGETS, y.T, strict=True))
+        base = T.derive(f, learned, self.tpot_learned)
         if knobs.any():
-            adj, ratio = dvfs.apply(f.reset_index(drop=True), base, self.dvfs_params)
+            adj, ratio = dvfs.apply(f, base, self.dvfs_params)
         else:
             adj, ratio = base, np.ones(len(f))
-        reps = f["replicas"].to_numpy(dtype=float)
-        if with_ood:
-            mask_u, reasons_u = self.estimator.ood(Xu)
-            ood = mask_u[inverse]
-            reasons = [reasons_u[i] for i in inverse]
-        else:
-            ood, reasons = np.zeros(len(f), bool), [""] * len(f)
-        widen = np.where(ood, OOD_WIDEN, 1.0)
         moved = knobs & (np.abs(ratio - 1.0) > 1e-9)
-        extra = np.where(moved, DVFS_EXTRA_LOG_WIDTH, 0.0)
-        cols: dict[str, Any] = {}
-        for m in T.METRICS:
-            v = adj[m].to_numpy(dtype=float) * (reps if m in T.PER_REPLICA else 1.0)
-            lo_q, hi_q = self.interval_quantiles.get(m, [-DEFAULT_LOG_HALF_WIDTH, DEFAULT_LOG_HALF_WIDTH])
-            cols[m] = v
-            cols[f"{m}_low"] = v * np.exp(min(lo_q, 0.0) * widen - extra)
-            cols[f"{m}_high"] = v * np.exp(max(hi_q, 0.0) * widen + extra)
-        cols["provenance"] = np.where(moved, "modeled", "predicted")
-        cols["clock_ratio"] = ratio
-        cols["ood"] = ood
-        cols["ood_reasons"] = reasons
-        cols["fits_memory"] = f["fits_memory"].to_numpy() > 0.5
-        return pd.DataFrame(cols, index=f.index)
+        # interval factors depend on the metric and on (ood, moved) only: 4 kinds of rows
+        kind = ood.astype(int) * 2 + moved.astype(int)
+        widen = np.array([1.0, 1.0, OOD_WIDEN, OOD_WIDEN])[:, None]
+        extra = np.array([0.0, DVFS_EXTRA_LOG_WIDTH, 0.0, DVFS_EXTRA_LOG_WIDTH])[:, None]
+        q = np.array([self.interval_quantiles.get(m, [-DEFAULT_LOG_HALF_WIDTH, DEFAULT_LOG_HALF_WIDTH])
+                      for m in T.METRICS], dtype=float)
+        low_f = np.exp(np.minimum(q[:, 0], 0.0)[None, :] * widen - extra)[kind]
+        high_f = np.exp(np.maximum(q[:, 1], 0.0)[None, :] * widen + extra)[kind]
+        reps = f["replicas"].to_numpy(dtype=float)
+        scale = np.array([m in T.PER_REPLICA for m in T.METRICS])
+        v = adj[list(T.METRICS)].to_numpy(dtype=float)
+        v = np.where(scale[None, :], v * reps[:, None], v)
+        data = np.empty((len(f), 3 * len(T.METRICS)))
+        data[:, 0::3], data[:, 1::3], data[:, 2::3] = v, v * low_f, v * high_f
+        names_out = [c for m in T.METRICS for c in (m, f"{m}_low", f"{m}_high")]
+        out = pd.DataFrame(data, columns=names_out, index=f.index)
+        out["provenance"] = pd.Categorical.from_codes(moved.astype(int), categories=["predicted", "modeled"])
+        out["clock_ratio"] = ratio
+        out["ood"] = ood
+        out["ood_reasons"] = pd.Categorical.from_codes(reason_codes, categories=reasons)
+        out["fits_memory"] = f["fits_memory"].to_numpy() > 0.5
+        return out
 
     def upper_bound(self, metric: str, value: np.ndarray | float, quantile: float = 0.8) -> np.ndarray:
         """One-sided upper confidence bound of a predicted ``metric``: ``value`` times that quantile of the
