@@ -4,7 +4,10 @@ The estimator learns a few *primitive* targets, each as a calibrated grey-box ba
 combination of physics terms from :mod:`recommender.surrogate.roofline`) times a learned correction:
 
 - ``itl_p50_s`` / ``itl_p90_s`` / ``itl_p99_s``: step time = roofline step + per-layer and per-sequence
-  overheads (dense and MoE) + tensor-parallel communication + mixed-in prefill (+ the longest prefill chunk
+  overheads (dense and MoE) + tensor-parallel communication + mixed-in prefill + reading the batch's KV cache
+  (decode attention streams it below the bandwidth weights stream at, so it has its own coefficient on top of
+  the roofline's; +0.1% J/token and +1.4 points ITL MAPE leave-one-model-out, but it removes the one pick
+  violating a 25 ms ITL SLO by more than 10%, see benchmarks/surrogate_lomo.py) (+ the longest prefill chunk
   for the tail);
 - ``tpot_p*_s``: the same basis, where measured;
 - ``ttft_service_p50_s``: median TTFT minus the queueing wait (prefill of the prompt(s) plus a step), learned
@@ -43,7 +46,7 @@ import pandas as pd
 
 STEP_BASIS: tuple[str, ...] = (
     "step_roofline_s", "step_layers_s", "step_moe_layers_s", "step_batch_layers_s", "step_batch_moe_layers_s",
-    "t_comm_s", "step_prefill_s", "step_const_s",
+    "t_comm_s", "step_prefill_s", "step_const_s", "step_kv_s",
 )
 #: TTFT's service part keeps the plain roofline (prefill of the prompt(s) + one step) as its baseline: too few
 #: models measured TTFT for fitted coefficients to transfer (a fitted constant swamped short prompts).
@@ -52,6 +55,7 @@ POWER_BASIS: tuple[str, ...] = ("power_est_w", "power_idle_w", "power_util_compu
 ENERGY_BASIS: tuple[str, ...] = (
     "energy_tok_roofline_j", "energy_tok_layers_j", "energy_tok_moe_layers_j", "energy_tok_batch_layers_j",
     "energy_tok_batch_moe_layers_j", "energy_tok_comm_j", "energy_tok_const_j", "energy_tok_prefill_j",
+    "energy_tok_kv_j",
 )
 
 #: Primitive target -> baseline columns (None = learned on the log scale without a baseline).
