@@ -212,8 +212,10 @@ def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec
     for k in _KNOBS:
         if k in ("precision", "kv_cache_dtype"):
             out[k] = (np.asarray(cols[k], dtype=object) == "fp8").astype(float)
-        else:
+        elif isinstance(configs, pd.DataFrame):
             out[k] = _as_float(cols[k], n)
+        else:  # plain Python numbers, bools and None: numpy turns None into NaN itself
+            out[k] = np.array(cols[k], dtype=float).reshape(n)
     out["precision_fp8"] = out.pop("precision")
     out["kv_cache_fp8"] = out.pop("kv_cache_dtype")
     out["max_num_seqs"] = np.where(np.isnan(out["max_num_seqs"]), seqs_default, out["max_num_seqs"])

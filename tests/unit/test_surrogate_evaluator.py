@@ -74,6 +74,20 @@ def test_upper_bounds_and_intervals_follow_the_rows_regime() -> None:
     assert "energy_per_output_token_j_upper" not in f.index
 
 
+def test_predict_frame_shares_features_across_gpu_knobs_exactly() -> None:
+    import pandas as pd
+
+    sur, sc = _evaluator().surrogate, _scenario(count=2)
+    configs = [ServingConfig(max_num_seqs=s, tensor_parallel_size=tp, gpu_clock_mhz=c, power_limit_w=w)
+               for s in (8, 64, 256) for tp in (1, 2) for c in (None, 1410, 1980) for w in (None, 400.0)]
+    fast = sur.predict_frame(configs, sc)
+    full = sur.predict_features(sur.features(sc, configs))  # every row featurized on its own
+    pd.testing.assert_frame_equal(fast, full)
+    assert set(fast["provenance"]) == {"predicted", "modeled"}
+    knobs = pd.DataFrame([c.model_dump() for c in configs])  # the DataFrame path recommend uses
+    pd.testing.assert_frame_equal(sur.predict_frame(knobs, sc), full)
+
+
 def test_locked_clock_is_modeled() -> None:
     ev, sc = _evaluator(), _scenario()
     base = ev.evaluate(ServingConfig(max_num_seqs=64), sc)
