@@ -36,7 +36,8 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-_TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF: the child index of a leaf
+from recommender.surrogate import treebins
+from recommender.surrogate.treebins import row_codes as _row_codes
 
 #: Width (log scale, each side) of the interval for a target fitted on fewer than ``min_interval_rows`` rows.
 FALLBACK_LOG_HALF_WIDTH = float(np.log(3.0))
@@ -79,10 +80,9 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         feature_has_nan_: per feature, whether training had NaN there (a NaN query elsewhere is OOD).
         ood_index_: columns used by the distance check; ``ood_scale_`` their span; ``ood_train_``: training rows
             (scaled); ``ood_radius_``: the largest nearest-neighbour distance within the training set.
-        split_features_, split_thresholds_: the columns any tree splits on and, per column, the sorted distinct
-            thresholds; ``split_columns_`` / ``split_maps_``: per target, its split columns (positions in
-            ``split_features_``) and the map from a shared bin to the target's own (used to run each tree once
-            per class of rows that reach the same leaves, an exact shortcut).
+        split_features_, split_thresholds_, split_columns_, split_maps_: the split thresholds the trees use
+            (:func:`recommender.surrogate.treebins.split_tables`), to run each tree once per class of rows that
+            reach the same leaves (exact).
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
@@ -236,37 +236,10 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_split_bins(self) -> None:
-        """Record every (feature, threshold) the trees split on, for the deduplicated prediction.
-
-        Two rows whose features fall between the same pair of consecutive thresholds of every split feature take
-        the same path through every tree, so :meth:`_predict_scaled` evaluates the trees once per such class.
-        """
-        feats, thresholds, owners = [np.zeros(0, int)], [np.zeros(0)], [np.zeros(0, int)]
-        for j, est in enumerate(self.estimators_):
-            if est is None:
-                continue
-            for tree in est.estimators_.ravel():
-                t = tree.tree_
-                inner = t.children_left != _TREE_LEAF
-                feats.append(self.tree_index_[j][t.feature[inner]])
-                thresholds.append(t.threshold[inner])
-                owners.append(np.full(int(inner.sum()), j))
-        f, th, own = np.concatenate(feats), np.concatenate(thresholds), np.concatenate(owners)
-        self.split_features_ = np.unique(f).astype(int)
-        self.split_thresholds_ = [np.unique(th[f == c]).astype(np.float64) for c in self.split_features_]
-        # per target: which split features its trees use, and for each a map from the shared bin (thresholds of
-        # every target) to the target's own bin (its thresholds only, a subset): fewer, coarser classes
-        self.split_columns_, self.split_maps_ = [], []
-        for j in range(self.n_targets_):
-            cols, maps = [], []
-            for s, (c, shared) in enumerate(zip(self.split_features_, self.split_thresholds_, strict=True)):
-                own_th = np.unique(th[(f == c) & (own == j)])
-                if len(own_th):
-                    cols.append(s)
-                    below = np.concatenate([[-np.inf], shared])  # shared bin b lies above shared[b - 1]
-                    maps.append(np.searchsorted(own_th, below, side="right").astype(np.int64))
-            self.split_columns_.append(np.array(cols, dtype=int))
-            self.split_maps_.append(maps)
+        """Record the split thresholds the trees use, for the exact deduplicated prediction
+        (:func:`recommender.surrogate.treebins.split_tables`)."""
+        (self.split_features_, self.split_thresholds_, self.split_columns_,
+         self.split_maps_) = treebins.split_tables(self.estimators_, self.tree_index_)
 
     def _baseline(self, X: np.ndarray, j: int) -> np.ndarray | None:
         """Baseline of target ``j`` per row (NaN where a column is NaN), or None without one."""
@@ -333,62 +306,28 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
     # ---- prediction ---------------------------------------------------------------------------------------
 
     def _split_bins(self, Xf: np.ndarray) -> np.ndarray:
-        """(len(split_features_), n) index of each row's value among each split feature's sorted thresholds.
-
-        ``searchsorted(thresholds, x, "left")`` counts the thresholds below ``x``, so ``x <= threshold_k`` (the
-        trees' test, float32 ``x`` against a float64 threshold) holds exactly when ``k >=`` that count: rows
-        with equal bins take the same branch at every node of every tree. A feature equal in every row (the
-        model, GPU and workload of one scenario) is looked up once.
-        """
-        width = max((len(t) for t in self.split_thresholds_), default=0)
-        values = np.ascontiguousarray(Xf[:, self.split_features_].T, dtype=np.float64)
-        B = np.empty(values.shape, dtype=np.int16 if width < 2**15 else np.int32)
-        const = np.all(values == values[:, :1], axis=1) if values.shape[1] else np.ones(len(values), bool)
-        for s, th in enumerate(self.split_thresholds_):
-            if const[s]:
-                B[s] = np.searchsorted(th, values[s, 0], side="left")
-            else:
-                B[s] = np.searchsorted(th, values[s], side="left")
-        return B
+        """Each row's bin among every split feature's thresholds (:func:`treebins.split_bins`)."""
+        return treebins.split_bins(Xf, self.split_features_, self.split_thresholds_)
 
     def _predict_scaled(self, X: np.ndarray, targets: list[int]) -> np.ndarray:
         """Tree predictions on the learned scale, each target's ensemble run once per class of rows that take
-        the same path through every one of its trees: the result equals running every tree on every row.
-
-        Classes come from the split bins (:meth:`_split_bins`): first over the thresholds of every target, then
-        per target over its own. A batch of configs of one scenario has few of them (the model, GPU and
-        workload features are constant and the knobs cross few thresholds): 10,000 configs make about 2,000
-        shared classes and a few hundred per target.
-        """
+        the same path through every one of its trees (:func:`treebins.predict_by_class`): the result equals
+        running every tree on every row."""
         Xf = X.astype(np.float32)  # the trees' own dtype: converted once
         nan = np.isnan(Xf)
         if nan.any():
             np.copyto(Xf, np.broadcast_to(self.fill_values_.astype(np.float32), Xf.shape), where=nan)
-        out = np.zeros((X.shape[0], len(targets)))
-        if X.shape[0] == 0:
+        if not hasattr(self, "split_features_"):  # fitted before the bins were recorded: every row, every tree
+            out = np.zeros((X.shape[0], len(targets)))
+            for i, j in enumerate(targets):
+                est = self.estimators_[j]
+                if est is not None and X.shape[0]:
+                    out[:, i] = est.predict(np.ascontiguousarray(Xf[:, self.tree_index_[j]]))
             return out
-        if hasattr(self, "split_features_"):
-            B = self._split_bins(Xf)
-            varying = ~np.all(B == B[:, :1], axis=1)
-            codes, first = _row_codes(B[varying].T)
-            Xu, Bu = Xf[first], np.ascontiguousarray(B[:, first])
-            lo, hi = Bu.min(axis=1), Bu.max(axis=1)
-        else:  # fitted before the bins were recorded: every row through every tree
-            codes, Xu, Bu = None, Xf, None
-        for i, j in enumerate(targets):
-            est = self.estimators_[j]
-            if est is None:
-                continue
-            if Bu is not None:  # this target's own, coarser classes among the shared ones
-                cj, fj = _target_classes(Bu, lo, hi, self.split_columns_[j], self.split_maps_[j])
-                rows = Xu[fj]
-            else:
-                cj, rows = None, Xu
-            Xj = rows if len(self.tree_index_[j]) == rows.shape[1] else np.ascontiguousarray(rows[:, self.tree_index_[j]])
-            y = est.predict(Xj)
-            y = y if cj is None else y[cj]
-            out[:, i] = y if codes is None else y[codes]
-        return out
+        return treebins.predict_by_class(
+            Xf, [self.estimators_[j] for j in targets], [self.tree_index_[j] for j in targets],
+            self.split_features_, self.split_thresholds_, [self.split_columns_[j] for j in targets],
+            [self.split_maps_[j] for j in targets])
 
     def _unscale(self, X: np.ndarray, z: np.ndarray, targets: list[int]) -> np.ndarray:
         out = np.empty_like(z)
@@ -526,49 +465,6 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         codes, first = _row_codes(V)
         d = _nearest_distances(V[first], train[near][:, ~const], offset=d2_const[near])
         return d[codes] > limit
-
-def _row_codes(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, index of the first row of each code) for identical rows of ``A``, by hashing."""
-    import pandas as pd
-
-    a = np.ascontiguousarray(A)
-    if a.shape[0] == 0:
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    if a.shape[1] == 0:  # no columns: every row is the same
-        return np.zeros(a.shape[0], dtype=int), np.zeros(1, dtype=int)
-    v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
-    codes, uniq = pd.factorize(v)
-    first = np.full(len(uniq), -1)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return codes, first
-
-
-def _target_classes(B: np.ndarray, lo: np.ndarray, hi: np.ndarray, columns: np.ndarray,
-                    maps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(class per row, index of the first row of each class) of rows of shared bins ``B`` (features x rows)
-    under one target's own bins: ``maps[k][b]`` is the target's bin of shared bin ``b`` of feature
-    ``columns[k]``, non-decreasing in ``b``, so ``lo`` / ``hi`` (each feature's least / largest shared bin)
-    bound it.
-
-    The class is the row's mixed-radix number over the features whose own bin varies, renumbered densely
-    whenever it would pass 62 bits.
-    """
-    n = B.shape[1]
-    code = np.zeros(n, dtype=np.int64)
-    size = 1
-    for s, m in zip(columns, maps, strict=True):
-        a, b = int(m[lo[s]]), int(m[hi[s]])
-        if a == b:
-            continue
-        r = b - a + 1
-        if size * r >= 2**62:
-            _, code = np.unique(code, return_inverse=True)
-            size = int(code.max()) + 1
-        code = code * r + (m[B[s]] - a)
-        size *= r
-    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    return inverse.reshape(n), first
-
 
 def _no_score(n: int, groups: int) -> dict[str, Any]:
     return {"n": n, "groups": groups, "mape": float("nan"), "median_ape": float("nan")}

@@ -100,9 +100,9 @@ class Surrogate:
         X = _feature_columns(f)
         knobs = (f["gpu_clock_mhz"].notna() | f["power_limit_w"].notna()).to_numpy()
         if knobs.any():  # configs differing only in clock / power limit share their features: predict once
-            from recommender.surrogate.model import _row_codes
+            from recommender.surrogate.treebins import row_codes
 
-            inverse, first = _row_codes(np.nan_to_num(X.to_numpy(dtype=float), nan=_NAN_KEY))
+            inverse, first = row_codes(np.nan_to_num(X.to_numpy(dtype=float), nan=_NAN_KEY))
             return self._predict(f, X.iloc[first], inverse, with_ood)
         return self._predict(f, X, None, with_ood)
 
@@ -177,14 +177,14 @@ class Surrogate:
         clock x power-limit settings per engine config costs about a thirtieth of its size.
         """
         from recommender.surrogate.features import config_columns
-        from recommender.surrogate.model import _row_codes
+        from recommender.surrogate.treebins import row_codes
 
         cc = config_columns(configs, scenario.hardware.spec)
         gpu_knobs = ("gpu_clock_mhz", "power_limit_w")
         if not any(np.isfinite(cc[k]).any() for k in gpu_knobs):
             return self.predict_features(self.features(scenario, configs), with_ood=with_ood)
         engine = np.column_stack([cc[k] for k in cc if k not in gpu_knobs])
-        inverse, first = _row_codes(np.nan_to_num(engine, nan=_NAN_KEY))
+        inverse, first = row_codes(np.nan_to_num(engine, nan=_NAN_KEY))
         sub = configs.iloc[first] if isinstance(configs, pd.DataFrame) else [configs[i] for i in first]
         f_unique = self.features(scenario, sub)
         f = f_unique.iloc[inverse].reset_index(drop=True)
