@@ -5,7 +5,7 @@ experts), the precision actually served, the GPU's datasheet numbers from the ca
 workload's moments (per replica: concurrency and arrival rate are divided by ``replicas``), the engine version,
 and the roofline physics of :mod:`recommender.surrogate.roofline`. Renaming a model changes no feature.
 
-:func:`build_features` is vectorized over configs of one scenario (10,000 configs in a few milliseconds);
+:func:`build_features` is vectorized over configs of one scenario (10,000 configs in about 10 ms on one core);
 :func:`features_from_measurements` groups measurements by scenario and calls it once per group.
 """
 
@@ -226,14 +226,16 @@ def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec
 
 
 def build_features(
-    scenario: Scenario, configs: Sequence[ServingConfig] | pd.DataFrame, engine_version: str | None = None
+    scenario: Scenario, configs: Sequence[ServingConfig] | pd.DataFrame | dict[str, np.ndarray],
+    engine_version: str | None = None,
 ) -> pd.DataFrame:
     """Feature rows (one per config, per replica) for ``configs`` in ``scenario``.
 
     Args:
         scenario: model, hardware and workload (held fixed).
-        configs: the configs (or a DataFrame of knob columns, see :func:`config_columns`); ``None`` batch
-            limits resolve to vLLM's defaults for the GPU.
+        configs: the configs, a DataFrame of knob columns (see :func:`config_columns`), or what
+            :func:`config_columns` returned for them (for ``scenario``'s GPU); ``None`` batch limits resolve to
+            vLLM's defaults for the GPU.
         engine_version: vLLM version the prediction is for (default :data:`DEFAULT_ENGINE_VERSION`).
 
     Returns:
@@ -243,7 +245,8 @@ def build_features(
     model, gpu = scenario.model_spec, scenario.hardware.spec
     wl = _workload_columns(scenario)
     mc = _model_columns(model, wl["input_tokens_mean"] + wl["output_tokens_mean"] / 2.0)
-    cc = config_columns(configs, gpu)
+    cc = dict(configs) if isinstance(configs, dict) else config_columns(configs, gpu)
+    n = len(cc["max_num_seqs"])
     fp8 = cc["precision_fp8"] > 0.5
     c: dict[str, Any] = dict(mc["arch"])
     c.update(_gpu_columns(gpu))
@@ -276,7 +279,6 @@ def build_features(
     c["energy_tok_comm_j"] = per_tok * phys["t_comm_s"]
     c["energy_tok_prefill_j"] = c["power_est_w"] * c["input_tokens_mean"] / np.maximum(
         c["output_tokens_mean"], 1.0) * phys["t_prefill_token_s"]
-    n = len(configs)
     data = np.empty((len(_ALL_COLUMNS), n), dtype=float)  # column-major: one contiguous write per column
     for j, k in enumerate(_ALL_COLUMNS):
         data[j] = c[k]

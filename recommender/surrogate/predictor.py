@@ -182,11 +182,10 @@ class Surrogate:
         cc = config_columns(configs, scenario.hardware.spec)
         gpu_knobs = ("gpu_clock_mhz", "power_limit_w")
         if not any(np.isfinite(cc[k]).any() for k in gpu_knobs):
-            return self.predict_features(self.features(scenario, configs), with_ood=with_ood)
+            return self.predict_features(build_features(scenario, cc, self.engine_version), with_ood=with_ood)
         engine = np.column_stack([cc[k] for k in cc if k not in gpu_knobs])
         inverse, first = row_codes(np.nan_to_num(engine, nan=_NAN_KEY))
-        sub = configs.iloc[first] if isinstance(configs, pd.DataFrame) else [configs[i] for i in first]
-        f_unique = self.features(scenario, sub)
+        f_unique = build_features(scenario, {k: v[first] for k, v in cc.items()}, self.engine_version)
         f = f_unique.iloc[inverse].reset_index(drop=True)
         for k in gpu_knobs:
             f[k] = cc[k]
