@@ -33,7 +33,7 @@ import pandas as pd
 from recommender.surrogate import dvfs
 from recommender.surrogate import targets as T
 from recommender.surrogate.features import FEATURE_NAMES, build_features
-from recommender.surrogate.training import COVERAGE, REGIMES
+from recommender.surrogate.training import COVERAGE, REGIMES, regime_of
 
 if TYPE_CHECKING:
     from recommender.config import Scenario, ServingConfig
@@ -121,7 +121,7 @@ class Surrogate:
         else:
             adj, ratio = base, np.ones(len(f))
         moved = knobs & (np.abs(ratio - 1.0) > 1e-9)
-        continuous = f["refill"].to_numpy(dtype=float) >= 0.5
+        continuous = regime_of(f["refill"].to_numpy()) == REGIMES[0]
         # the factors depend on the metric and on (regime, ood, moved) only: 8 kinds of rows
         kind = (~continuous).astype(int) * 4 + ood.astype(int) * 2 + moved.astype(int)
         q = self.log_quantiles()  # (regime, metric, low/high/guard)
