@@ -10,7 +10,7 @@ fastest config (lowest latency objective).
 Which value must meet each SLO target is the ``risk`` rule (:data:`RISKS`): ``guarded`` (the default) requires
 the one-sided 80% upper bound ``<metric>_upper`` to meet it, the rule ``benchmarks/surrogate_lomo.py`` validates
 leave-one-model-out (median regret 0%, no pick more than 10% over the SLO in the measured data); ``point`` uses
-the prediction itself (picks violated a 25 ms ITL SLO by up to 21% in that benchmark); ``upper`` the upper end of
+the prediction itself (its picks land up to 26% over the ITL SLO in that benchmark); ``upper`` the upper end of
 the 80% interval (widened out of distribution: the most cautious, at a median regret of 70% at 25 ms).
 A frame without the bound columns (measured values) is judged on its values.
 """

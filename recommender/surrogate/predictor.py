@@ -3,9 +3,9 @@
 :class:`Surrogate` bundles a fitted :class:`~recommender.surrogate.model.SurrogateRegressor` with what its card
 records (residual quantiles from out-of-model validation, DVFS parameters, whether TPOT was learned, the
 engine version the training data came from). :meth:`Surrogate.predict_frame` is vectorized: 10,000 distinct
-configs of one scenario in well under 100 ms on two CPU cores (``benchmarks/surrogate_lomo.py
---predict-timing-only``; rows whose features coincide, e.g. configs that differ only in GPU clock or power
-limit, are predicted once).
+configs of one scenario in 65-85 ms (median) on two CPU cores (``benchmarks/surrogate_lomo.py
+--predict-timing-only``); configs that differ only in GPU clock or power limit share their features and are
+featurized and predicted once.
 
 Uncertainty comes from the out-of-model residuals ``log(measured / predicted)`` of the card, calibrated apart
 for each serving regime (continuous batching vs one static batch, see
