@@ -3,7 +3,7 @@
 :class:`Surrogate` bundles a fitted :class:`~recommender.surrogate.model.SurrogateRegressor` with what its card
 records (residual quantiles from out-of-model validation, DVFS parameters, whether TPOT was learned, the
 engine version the training data came from). :meth:`Surrogate.predict_frame` is vectorized: 10,000 distinct
-configs of one scenario in 65-85 ms (median) on two CPU cores (``benchmarks/surrogate_lomo.py
+configs of one scenario in 55-85 ms (median) on two CPU cores (``benchmarks/surrogate_lomo.py
 --predict-timing-only``); configs that differ only in GPU clock or power limit share their features and are
 featurized and predicted once.
 
