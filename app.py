@@ -55,8 +55,9 @@ def sidebar() -> tuple[str, str, int, str, dict, str, str]:
     tpot = sb.number_input("TPOT p90 ≤ (ms)", min_value=1, value=60, step=5)
     extra = sb.text_input("More targets (e.g. itl:p99<=100ms)", value="")
     slo = f"ttft:p99<={ttft}ms,tpot:p90<={tpot}ms" + (f",{extra}" if extra.strip() else "")
-    risk = sb.radio("Meet the SLO with", ["point", "upper"], format_func=lambda r: {
-        "point": "the predicted value", "upper": "the interval's upper end (cautious)"}[r])
+    risk = sb.radio("Meet the SLO with", ["guarded", "point", "upper"], format_func=lambda r: {
+        "guarded": "the 80% upper bound (validated default)", "point": "the predicted value",
+        "upper": "the interval's upper end (cautious)"}[r])
     return model, gpu, count, workload, overrides, slo, risk
 
 

@@ -69,15 +69,19 @@ def load_surrogate(model_dir: str | None = None) -> Any:
 
 
 def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective: str | None = None,
-            risk: str = "point", surrogate: Any = None) -> tuple[Recommendation, pd.DataFrame]:
+            risk: str = "guarded", surrogate: Any = None) -> tuple[Recommendation, pd.DataFrame]:
     """Score every feasible config of ``space`` with the surrogate and pick under ``slo``.
+
+    ``risk`` says which value must meet each target (:data:`recommender.recommend.RISKS`): ``guarded`` (default)
+    the one-sided 80% upper bound, the rule ``benchmarks/surrogate_lomo.py`` validates; ``point`` the prediction;
+    ``upper`` the upper end of the 80% interval.
 
     Returns the Recommendation and the full predictions frame (one row per feasible config, with
     ``meets_slo``, ``pareto`` and ``chosen`` columns) for plots and tables.
     """
     import pandas as pd
 
-    from recommender.recommend import build_recommendation, candidate_frame
+    from recommender.recommend import RISKS, build_recommendation, candidate_frame
     from recommender.space import load_space
 
     s = _slo(slo)
@@ -85,8 +89,9 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
     if s.attainment is not None:
         raise InputError("slo.attainment", s.attainment, "the surrogate predicts percentiles, not the fraction of "
                          "requests meeting every target; drop 'attainment' (measure it with `recommender measure`)")
-    if risk not in ("point", "upper"):
-        raise InputError("risk", risk, "use 'point' (predicted value) or 'upper' (upper end of the interval)")
+    if risk not in RISKS:
+        raise InputError("risk", risk, "use 'guarded' (one-sided 80% upper bound, the default), 'point' (predicted "
+                         "value) or 'upper' (upper end of the 80% interval)")
     sur = surrogate or load_surrogate()
     cands = candidate_frame(load_space(space), scen)
     if cands.empty:
@@ -111,7 +116,7 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
 
 def recommend(model: str, gpu: str = "H100-SXM", gpus: int = 1, workload: str | Workload | dict[str, Any] =
               "azure-conv-2023", slo: str | SLO = "ttft:p99<=2s,tpot:p90<=60ms", *, space: str = "recommend",
-              objective: str | None = None, risk: str = "point", **workload_overrides: Any) -> Recommendation:
+              objective: str | None = None, risk: str = "guarded", **workload_overrides: Any) -> Recommendation:
     """The least-energy config meeting ``slo`` for ``model`` on ``gpus`` x ``gpu`` under ``workload``.
 
     Answers from the shipped surrogate in well under a second (no GPU needed). Savings are against vLLM's

@@ -5,7 +5,8 @@
 1. load our Measurement JSON files and the requested public adapters;
 2. build the training frame (:func:`recommender.surrogate.training.training_data`);
 3. leave-one-model-out and leave-one-workload-out validation; the out-of-model residuals also calibrate the
-   served intervals (split-conformal: their 10th/90th percentiles);
+   served intervals (split-conformal: their 10th/90th percentiles) and the one-sided 80% bound recommendations
+   guard SLOs with, per serving regime (continuous batching / one static batch);
 4. where measurements at locked clocks exist, refit the DVFS model's free shares to them and redo step 2;
 5. fit on everything and save the skops artifact and its card (:mod:`recommender.surrogate.persistence`).
 """
@@ -103,7 +104,8 @@ def fit_surrogate(measurements: Sequence[Any], params: dict[str, Any] | None = N
                   validate_workloads: bool = True) -> Fitted:
     """Fit a surrogate on ``measurements`` (ours and public, already loaded).
 
-    Steps: training frame; leave-one-model-out validation (calibrated intervals, residual quantiles) and, with
+    Steps: training frame; leave-one-model-out validation (calibrated intervals, residual quantiles, pooled and
+    per regime) and, with
     ``validate_workloads``, leave-one-workload-out errors; fit; DVFS calibration and refit when it moves;
     engine version = the newest vLLM version in the rows.
 
@@ -120,11 +122,13 @@ def fit_surrogate(measurements: Sequence[Any], params: dict[str, Any] | None = N
     lomo = lowo = pd.DataFrame()
     quantiles: dict[str, list[float]] = {}
     residuals: dict[str, dict[str, float]] = {}
+    by_regime: dict[str, dict[str, dict[str, float]]] = {}
     if validate:
         cv = training.grouped_cv(data, "model", **p)
         lomo = training.error_table(cv)
         quantiles = training.interval_quantiles(cv)
         residuals = training.residual_quantiles(cv)
+        by_regime = training.regime_residual_quantiles(cv)
         if validate_workloads:
             lowo = training.error_table(training.grouped_cv(data, "workload", **p))
     est = training.fit_estimator(data, **p)
@@ -134,8 +138,8 @@ def fit_surrogate(measurements: Sequence[Any], params: dict[str, Any] | None = N
         est = training.fit_estimator(data, **p)
     versions = [v for v in (m.versions.get("vllm") for m in measurements if m.ok) if v]
     engine = max(versions, key=engine_version_number) if versions else None
-    surrogate = Surrogate(estimator=est, interval_quantiles=quantiles, tpot_learned=tpot, engine_version=engine,
-                          dvfs_params=params_dvfs, card={"residual_quantiles": residuals})
+    surrogate = Surrogate(estimator=est, interval_quantiles=quantiles, regime_quantiles=by_regime, tpot_learned=tpot,
+                          engine_version=engine, dvfs_params=params_dvfs, card={"residual_quantiles": residuals})
     return Fitted(surrogate, data, lomo, lowo, residuals, dvfs_report)
 
 

@@ -5,7 +5,7 @@ experts), the precision actually served, the GPU's datasheet numbers from the ca
 workload's moments (per replica: concurrency and arrival rate are divided by ``replicas``), the engine version,
 and the roofline physics of :mod:`recommender.surrogate.roofline`. Renaming a model changes no feature.
 
-:func:`build_features` is vectorized over configs of one scenario (10,000 configs in a few milliseconds);
+:func:`build_features` is vectorized over configs of one scenario (10,000 configs in about 10 ms on one core);
 :func:`features_from_measurements` groups measurements by scenario and calls it once per group.
 """
 
@@ -54,10 +54,10 @@ PHYSICS_FEATURES: tuple[str, ...] = (
     "itl_est_s", "itl_tail_est_s", "ttft_est_s", "load_ratio", "compute_share", "util_compute", "util_memory",
     "power_est_w", "energy_est_j", "power_idle_w", "power_util_compute_w", "power_util_memory_w",
     "step_roofline_s", "step_layers_s", "step_moe_layers_s", "step_batch_layers_s", "step_batch_moe_layers_s",
-    "step_prefill_s", "step_const_s", "step_tail_s", "ttft_wait_s", "ttft_prefill_s",
+    "step_prefill_s", "step_const_s", "step_kv_s", "step_tail_s", "ttft_wait_s", "ttft_prefill_s",
     "ttft_service_est_s", "energy_tok_roofline_j", "energy_tok_layers_j", "energy_tok_moe_layers_j",
     "energy_tok_batch_layers_j", "energy_tok_batch_moe_layers_j", "energy_tok_comm_j", "energy_tok_const_j",
-    "energy_tok_prefill_j",
+    "energy_tok_prefill_j", "energy_tok_kv_j",
 )
 #: Features that depend on how many requests a run had (not on the steady state it measured): kept for the
 #: queueing formulas, hidden from the trees, which see ``refill`` and ``load_capped`` instead.
@@ -71,6 +71,8 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "replicas", "num_gpus", "gpu_clock_mhz", "power_limit_w", "gpu_clock_max_mhz", "gpu_clock_min_mhz",
     "gpu_power_limit_min_w", "gpu_power_limit_max_w", "fits_memory",
 )
+
+_ALL_COLUMNS: tuple[str, ...] = FEATURE_NAMES + EXTRA_COLUMNS
 
 
 def engine_version_number(version: str | None) -> float:
@@ -172,6 +174,18 @@ _KNOBS: tuple[str, ...] = (
 )
 
 
+def _as_float(values: Any, n: int) -> np.ndarray:
+    """``values`` (numbers, bools, None / NaN / pandas NA) as an (n,) float array with NaN for missing."""
+    a = np.asarray(values)
+    if a.dtype.kind in "fiub":
+        return a.astype(float).reshape(n)
+    a = np.asarray(values, dtype=object).reshape(n)
+    missing = pd.isna(a)
+    out = np.full(n, np.nan)
+    out[~missing] = a[~missing].astype(float)
+    return out
+
+
 def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec) -> dict[str, np.ndarray]:
     """Knob values as float arrays (None -> NaN, vLLM defaults resolved for ``gpu``).
 
@@ -184,22 +198,24 @@ def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec
     seqs_default, btok_default = (1024, 8192) if big else (256, 2048)
     from recommender.config import ServingConfig
 
+    n = len(configs)
     if isinstance(configs, pd.DataFrame):
         defaults = ServingConfig().model_dump()
-        cols = {k: (configs[k].to_numpy() if k in configs else np.full(len(configs), defaults[k], dtype=object))
-                for k in _KNOBS}
+        cols: dict[str, Any] = {
+            k: (configs[k].to_numpy() if k in configs else np.full(n, defaults[k], dtype=object)) for k in _KNOBS
+        }
     else:
         get = operator.itemgetter(*_KNOBS)
         rows = [get(c.__dict__) for c in configs]
-        cols = dict(zip(_KNOBS, map(list, zip(*rows, strict=True)), strict=True)) if rows else {k: [] for k in _KNOBS}
+        cols = dict(zip(_KNOBS, zip(*rows, strict=True), strict=True)) if rows else {k: () for k in _KNOBS}
     out: dict[str, np.ndarray] = {}
     for k in _KNOBS:
-        v = cols[k]
         if k in ("precision", "kv_cache_dtype"):
-            out[k] = np.asarray([x == "fp8" for x in v], dtype=float)
-        else:
-            out[k] = np.asarray(pd.array(v, dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
-                                if isinstance(configs, pd.DataFrame) else np.array(v, dtype=float), dtype=float)
+            out[k] = (np.asarray(cols[k], dtype=object) == "fp8").astype(float)
+        elif isinstance(configs, pd.DataFrame):
+            out[k] = _as_float(cols[k], n)
+        else:  # plain Python numbers, bools and None: numpy turns None into NaN itself
+            out[k] = np.array(cols[k], dtype=float).reshape(n)
     out["precision_fp8"] = out.pop("precision")
     out["kv_cache_fp8"] = out.pop("kv_cache_dtype")
     out["max_num_seqs"] = np.where(np.isnan(out["max_num_seqs"]), seqs_default, out["max_num_seqs"])
@@ -210,14 +226,16 @@ def config_columns(configs: Sequence[ServingConfig] | pd.DataFrame, gpu: GPUSpec
 
 
 def build_features(
-    scenario: Scenario, configs: Sequence[ServingConfig] | pd.DataFrame, engine_version: str | None = None
+    scenario: Scenario, configs: Sequence[ServingConfig] | pd.DataFrame | dict[str, np.ndarray],
+    engine_version: str | None = None,
 ) -> pd.DataFrame:
     """Feature rows (one per config, per replica) for ``configs`` in ``scenario``.
 
     Args:
         scenario: model, hardware and workload (held fixed).
-        configs: the configs (or a DataFrame of knob columns, see :func:`config_columns`); ``None`` batch
-            limits resolve to vLLM's defaults for the GPU.
+        configs: the configs, a DataFrame of knob columns (see :func:`config_columns`), or what
+            :func:`config_columns` returned for them (for ``scenario``'s GPU); ``None`` batch limits resolve to
+            vLLM's defaults for the GPU.
         engine_version: vLLM version the prediction is for (default :data:`DEFAULT_ENGINE_VERSION`).
 
     Returns:
@@ -227,7 +245,8 @@ def build_features(
     model, gpu = scenario.model_spec, scenario.hardware.spec
     wl = _workload_columns(scenario)
     mc = _model_columns(model, wl["input_tokens_mean"] + wl["output_tokens_mean"] / 2.0)
-    cc = config_columns(configs, gpu)
+    cc = dict(configs) if isinstance(configs, dict) else config_columns(configs, gpu)
+    n = len(cc["max_num_seqs"])
     fp8 = cc["precision_fp8"] > 0.5
     c: dict[str, Any] = dict(mc["arch"])
     c.update(_gpu_columns(gpu))
@@ -255,17 +274,15 @@ def build_features(
     c["power_util_memory_w"] = c["power_est_w"] * phys["util_memory"]
     # energy per output token of each step term (TDP x time per output token): the direct energy baseline
     per_tok = c["power_est_w"] / phys["batch_est"]
-    for term in ("roofline", "layers", "moe_layers", "batch_layers", "batch_moe_layers", "const"):
+    for term in ("roofline", "layers", "moe_layers", "batch_layers", "batch_moe_layers", "const", "kv"):
         c[f"energy_tok_{term}_j"] = per_tok * phys[f"step_{term}_s"]
     c["energy_tok_comm_j"] = per_tok * phys["t_comm_s"]
     c["energy_tok_prefill_j"] = c["power_est_w"] * c["input_tokens_mean"] / np.maximum(
         c["output_tokens_mean"], 1.0) * phys["t_prefill_token_s"]
-    n = len(configs)
-    cols = FEATURE_NAMES + EXTRA_COLUMNS
-    data = np.empty((n, len(cols)), dtype=float)
-    for j, k in enumerate(cols):
-        data[:, j] = c[k]
-    return pd.DataFrame(data, columns=list(cols))
+    data = np.empty((len(_ALL_COLUMNS), n), dtype=float)  # column-major: one contiguous write per column
+    for j, k in enumerate(_ALL_COLUMNS):
+        data[j] = c[k]
+    return pd.DataFrame(data.T, columns=list(_ALL_COLUMNS), copy=False)
 
 
 def features_from_measurements(measurements: Sequence[Measurement]) -> pd.DataFrame:

@@ -10,13 +10,17 @@
   ``log(y_j)`` (``log_target``) or raw. Rows where ``y_j`` is NaN are ignored for that target only, so sources
   that measured different metrics train together;
 - the point model is :class:`~sklearn.ensemble.GradientBoostingRegressor` (pure Cython, no OpenMP: fast and
-  deterministic on small CPUs); NaN features are filled with a sentinel below each column's training minimum;
+  deterministic on small CPUs); NaN features are filled with a sentinel below each column's training minimum.
+  Prediction runs each ensemble once per class of rows that fall between the same split thresholds of every
+  feature its trees use (they reach the same leaves, so the result is exact): configs of one scenario share
+  the model, GPU and workload features and cross few thresholds, so 10,000 of them make a few hundred classes;
 - the interval is split-conformal on **out-of-group** residuals: ``fit(X, y, groups=...)`` refits on
   group-k-fold splits (groups = models, so the spread is the error on a model never seen) and keeps the
   residual quantiles for ``coverage``; :meth:`predict_interval` adds them on the log scale;
 - :meth:`ood` flags rows outside the training data: a feature beyond its training range (with a tolerance),
   or a nearest-training-row distance (range-scaled ``ood_columns``) above the largest such distance seen
-  inside the training set.
+  inside the training set (columns constant over the query batch are compared once, which prunes training
+  rows of other models, GPUs and workloads); :meth:`predict_with_ood` does both after one input validation.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from recommender.surrogate import treebins
+from recommender.surrogate.treebins import row_codes as _row_codes
 
 #: Width (log scale, each side) of the interval for a target fitted on fewer than ``min_interval_rows`` rows.
 FALLBACK_LOG_HALF_WIDTH = float(np.log(3.0))
@@ -73,6 +80,9 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         feature_has_nan_: per feature, whether training had NaN there (a NaN query elsewhere is OOD).
         ood_index_: columns used by the distance check; ``ood_scale_`` their span; ``ood_train_``: training rows
             (scaled); ``ood_radius_``: the largest nearest-neighbour distance within the training set.
+        split_features_, split_thresholds_, split_columns_, split_maps_: the split thresholds the trees use
+            (:func:`recommender.surrogate.treebins.split_tables`), to run each tree once per class of rows that
+            reach the same leaves (exact).
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
@@ -221,8 +231,15 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
             self.estimators_.append(self._base_learner().fit(Xj, z))
             self.residual_quantiles_[j], score = self._oof_residuals(Xj, z, None if g is None else g[rows])
             self.cv_scores_.append(score)
+        self._fit_split_bins()
         self._fit_ood(X)
         return self
+
+    def _fit_split_bins(self) -> None:
+        """Record the split thresholds the trees use, for the exact deduplicated prediction
+        (:func:`recommender.surrogate.treebins.split_tables`)."""
+        (self.split_features_, self.split_thresholds_, self.split_columns_,
+         self.split_maps_) = treebins.split_tables(self.estimators_, self.tree_index_)
 
     def _baseline(self, X: np.ndarray, j: int) -> np.ndarray | None:
         """Baseline of target ``j`` per row (NaN where a column is NaN), or None without one."""
@@ -288,18 +305,29 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
 
     # ---- prediction ---------------------------------------------------------------------------------------
 
+    def _split_bins(self, Xf: np.ndarray) -> np.ndarray:
+        """Each row's bin among every split feature's thresholds (:func:`treebins.split_bins`)."""
+        return treebins.split_bins(Xf, self.split_features_, self.split_thresholds_)
+
     def _predict_scaled(self, X: np.ndarray, targets: list[int]) -> np.ndarray:
-        Xf = np.ascontiguousarray(self._fill(X), dtype=np.float32)  # the trees' own dtype: converted once
-        out = np.full((X.shape[0], len(targets)), np.nan)
-        for i, j in enumerate(targets):
-            est = self.estimators_[j]
-            if est is None:
-                out[:, i] = 0.0
-            elif len(self.tree_index_[j]) == Xf.shape[1]:
-                out[:, i] = est.predict(Xf)
-            else:
-                out[:, i] = est.predict(np.ascontiguousarray(Xf[:, self.tree_index_[j]]))
-        return out
+        """Tree predictions on the learned scale, each target's ensemble run once per class of rows that take
+        the same path through every one of its trees (:func:`treebins.predict_by_class`): the result equals
+        running every tree on every row."""
+        Xf = X.astype(np.float32)  # the trees' own dtype: converted once
+        nan = np.isnan(Xf)
+        if nan.any():
+            np.copyto(Xf, np.broadcast_to(self.fill_values_.astype(np.float32), Xf.shape), where=nan)
+        if not hasattr(self, "split_features_"):  # fitted before the bins were recorded: every row, every tree
+            out = np.zeros((X.shape[0], len(targets)))
+            for i, j in enumerate(targets):
+                est = self.estimators_[j]
+                if est is not None and X.shape[0]:
+                    out[:, i] = est.predict(np.ascontiguousarray(Xf[:, self.tree_index_[j]]))
+            return out
+        return treebins.predict_by_class(
+            Xf, [self.estimators_[j] for j in targets], [self.tree_index_[j] for j in targets],
+            self.split_features_, self.split_thresholds_, [self.split_columns_[j] for j in targets],
+            [self.split_maps_[j] for j in targets])
 
     def _unscale(self, X: np.ndarray, z: np.ndarray, targets: list[int]) -> np.ndarray:
         out = np.empty_like(z)
@@ -353,6 +381,23 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         hi = self._unscale(X, z + q[:, 1] * w, t)
         return self._unscale(X, z, t), np.minimum(lo, hi), np.maximum(lo, hi)
 
+    def predict_with_ood(self, X: Any, targets: list[int] | None = None, with_ood: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """:meth:`predict` (always 2-D) and :meth:`ood` from one validation of ``X`` (the served path).
+
+        Returns:
+            ``(y, mask, reason_codes, reasons)``: y is (n, len(targets)); the reason of row ``i`` is
+            ``reasons[reason_codes[i]]`` (``reasons[0]`` is ``""``, the code of every row in distribution).
+            Without ``with_ood`` the mask is all False and every code 0.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        t = self._targets(targets)
+        y = self._unscale(X, self._predict_scaled(X, t), t)
+        if not with_ood:
+            return y, np.zeros(X.shape[0], dtype=bool), np.zeros(X.shape[0], dtype=int), [""]
+        return (y, *self._ood(X))
+
     def ood(self, X: Any) -> tuple[np.ndarray, list[str]]:
         """Which rows lie outside the training data, and why.
 
@@ -366,21 +411,29 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        mask, codes, reasons = self._ood(X)
+        return mask, [reasons[c] for c in codes]
+
+    def _ood(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """:meth:`ood` on validated ``X`` as ``(mask, reason code per row, distinct reasons)``; reason 0 is
+        ``""`` (in distribution), the others are built once per distinct set of flags (so they differ)."""
         span = self.feature_max_ - self.feature_min_
         tol = self.ood_tolerance * np.where(np.isfinite(span), span, 0.0)
+        missing = np.isnan(X)
         with np.errstate(invalid="ignore"):
             out = (X < self.feature_min_ - tol - 1e-12) | (X > self.feature_max_ + tol + 1e-12)
-        missing = np.isnan(X)
-        out = (out & ~missing) | (missing & ~self.feature_has_nan_)
-        Z = self._ood_scaled(X)
-        zcodes, zfirst = _row_codes(Z)
-        d = _nearest_distances(Z[zfirst], self.ood_train_)[zcodes]
-        far = d > self.ood_radius_ * (1.0 + self.ood_tolerance) + 1e-9
+        out |= missing & ~self.feature_has_nan_  # a NaN compares False above: out of range only if never NaN
+        far = self._far(self._ood_scaled(X))
+        mask = out.any(axis=1) | far
+        codes = np.zeros(X.shape[0], dtype=int)
+        flagged = np.nonzero(mask)[0]
+        if not len(flagged):
+            return mask, codes, [""]
         names = list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)]))
-        flags = np.concatenate([out, far[:, None]], axis=1)
-        codes, first = _row_codes(np.packbits(flags, axis=1))
-        messages = []
-        for i in first:
+        flags = np.concatenate([out[flagged], far[flagged, None]], axis=1)
+        flag_codes, first = _row_codes(np.packbits(flags, axis=1))
+        messages = [""]
+        for i in flagged[first]:
             parts = [f"{names[j]} missing (always set in training)" if missing[i, j] else
                      f"{names[j]} never set in training" if not np.isfinite(self.feature_min_[j]) else
                      f"{names[j]} outside training {self.feature_min_[j]:.4g}..{self.feature_max_[j]:.4g}"
@@ -388,22 +441,30 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
             if far[i]:
                 parts.append("far from training rows")
             messages.append("; ".join(parts))
-        return out.any(axis=1) | far, [messages[c] for c in codes]
+        codes[flagged] = flag_codes + 1
+        return mask, codes, messages
 
+    def _far(self, Z: np.ndarray) -> np.ndarray:
+        """Rows of scaled ``Z`` farther than the OOD radius (with tolerance) from every training row.
 
-def _row_codes(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, index of the first row of each code) for identical rows of ``A``, by hashing."""
-    import pandas as pd
-
-    a = np.ascontiguousarray(A)
-    if a.shape[0] == 0:
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    v = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
-    codes, uniq = pd.factorize(v)
-    first = np.full(len(uniq), -1)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return codes, first
-
+        Columns equal in every row of ``Z`` (the model, GPU and workload of one scenario) add the same squared
+        distance to each training row whatever the row: that part is computed once, training rows already
+        beyond the radius on it are dropped, and only the varying columns of distinct rows are compared.
+        """
+        n = Z.shape[0]
+        limit = self.ood_radius_ * (1.0 + self.ood_tolerance) + 1e-9
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        const = np.all(Z == Z[:1], axis=0)
+        train = self.ood_train_
+        d2_const = ((train[:, const] - Z[0, const]) ** 2).sum(axis=1)
+        near = d2_const <= limit * limit * (1.0 + 1e-6)
+        if not near.any():
+            return np.ones(n, dtype=bool)
+        V = Z[:, ~const]
+        codes, first = _row_codes(V)
+        d = _nearest_distances(V[first], train[near][:, ~const], offset=d2_const[near])
+        return d[codes] > limit
 
 def _no_score(n: int, groups: int) -> dict[str, Any]:
     return {"n": n, "groups": groups, "mape": float("nan"), "median_ape": float("nan")}
@@ -429,12 +490,18 @@ def _fit_nonnegative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef if np.any(coef > 0) else np.ones(A.shape[1])
 
 
-def _nearest_distances(A: np.ndarray, B: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-    """Euclidean distance from each row of ``A`` to its nearest row of ``B`` (one matrix product)."""
+def _nearest_distances(A: np.ndarray, B: np.ndarray, exclude_self: bool = False,
+                       offset: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distance from each row of ``A`` to its nearest row of ``B`` (one matrix product).
+
+    ``offset`` (one per row of ``B``) is added to the squared distances: the part from columns left out.
+    """
     if len(B) == 0:
         return np.full(len(A), np.inf)
     A, B = A.astype(np.float32), B.astype(np.float32)
     d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
+    if offset is not None:
+        d2 += np.asarray(offset, dtype=np.float32)[None, :]
     if exclude_self:
         np.fill_diagonal(d2, np.inf)
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0))

@@ -135,6 +135,7 @@ def save(surrogate: Surrogate, directory: str | Path, name: str = DEFAULT_NAME,
         "feature_names": list(getattr(est, "feature_names_in_", FEATURE_NAMES)),
         "estimator": {"class": type(est).__name__, "params": _jsonable(est.get_params())},
         "interval_quantiles": surrogate.interval_quantiles,
+        "residual_quantiles_by_regime": surrogate.regime_quantiles,
         "tpot_learned": surrogate.tpot_learned,
         "engine_version": surrogate.engine_version,
         "dvfs": {"params": surrogate.dvfs_params.to_dict(), "sources": dvfs.PARAM_SOURCES},
@@ -202,7 +203,9 @@ def load(directory: str | Path | None = None, name: str = DEFAULT_NAME) -> Surro
         raise ArtifactError(f"surrogate {art.name}'s estimator expects other features than its card says; retrain")
     params = dvfs.DVFSParams(**card.get("dvfs", {}).get("params", {}))
     quantiles = {k: list(v) for k, v in card.get("interval_quantiles", {}).items()}
-    return Surrogate(estimator=est, interval_quantiles=quantiles,
+    by_regime = {r: {m: dict(q) for m, q in per.items()}
+                 for r, per in card.get("residual_quantiles_by_regime", {}).items()}
+    return Surrogate(estimator=est, interval_quantiles=quantiles, regime_quantiles=by_regime,
                      tpot_learned=bool(card.get("tpot_learned", False)), engine_version=card.get("engine_version"),
                      dvfs_params=params, card=card)
 

@@ -9,6 +9,9 @@ Per replica (``tp`` GPUs sharing the weights), with ``B`` running sequences of m
 - decode step, memory: ``(W_touched(B) + B * kv_seq_bytes(ctx)) / (tp * bandwidth)``; ``W_touched`` counts the
   dense weights plus the routed experts that ``B`` tokens touch, ``E * (1 - (1 - k/E)^B)`` of ``E`` (uniform
   routing);
+- KV reads alone (a basis term, ``step_kv_s``): ``B * kv_seq_bytes(ctx) / (tp * bandwidth)``, the part of the
+  memory time decode attention spends streaming the cache: paged attention reaches a different share of peak
+  bandwidth than weight streaming, so the fit gives it a coefficient of its own;
 - decode step, compute: ``B * (flops_per_token + attention_flops(ctx)) / (tp * peak)``; step = max of the two
   plus tensor-parallel communication: two all-reduces per layer of ``tokens x hidden x 2`` bytes, ring cost
   ``2 (tp-1)/tp x bytes / link bandwidth`` plus :data:`ALLREDUCE_LATENCY_S` each (none at ``tp = 1``);
@@ -93,7 +96,8 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         replica), ``itl_est_s``, ``itl_tail_est_s``, ``ttft_est_s``, ``load_ratio``, ``compute_share``,
         ``util_compute``, ``util_memory``, ``fits_memory`` (1.0 or 0.0), and the basis terms ``step_*`` (parts
         of a decode step: roofline, per-layer and per-sequence-per-layer overhead units, MoE variants, mixed-in
-        prefill, the longest prefill chunk) and ``ttft_wait_s`` / ``ttft_prefill_s``.
+        prefill, reading the batch's KV cache at peak bandwidth, the longest prefill chunk) and
+        ``ttft_wait_s`` / ``ttft_prefill_s``.
     """
     n = max(np.size(np.asarray(v)) for v in c.values())
     f = {k: np.broadcast_to(np.asarray(c[k], dtype=float), (n,)) for k in INPUT_COLUMNS}
@@ -176,6 +180,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         "step_batch_moe_layers_s": batch * moe_layers * SEQ_LAYER_UNIT_S,
         "step_prefill_s": mix * batch * inp / out * t_pf_tok,
         "step_const_s": np.full(n, STEP_CONST_UNIT_S),
+        "step_kv_s": batch * ctx * f["kv_bytes_per_ctx_token"] / (f["gpu_mem_bw_tb_s"] * 1e12 * tp),
         "step_tail_s": itl_tail - td,
         "ttft_wait_s": wait,
         "ttft_prefill_s": burst * t_pf_req,

@@ -41,6 +41,18 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 #: Central coverage of the served intervals (10th to 90th percentile of out-of-model residuals).
 COVERAGE = 0.8
+#: Quantiles of ``log(measured / predicted)`` the card keeps per metric (and per regime).
+RESIDUAL_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.5, 0.8, 0.9)
+#: Serving regimes the residuals are calibrated apart (Mondrian conformal): ``continuous`` batching, where
+#: finished requests are replaced (``refill`` >= 0.5: every vLLM serving run), and one ``static`` batch
+#: (benchmarks that run a single batch to completion, e.g. the Splitwise perf model, whose ITL errors are several
+#: times larger and would otherwise set the intervals of every served config).
+REGIMES: tuple[str, ...] = ("continuous", "static")
+
+
+def regime_of(refill: Any) -> np.ndarray:
+    """Regime name per row from the ``refill`` feature (see :data:`REGIMES`)."""
+    return np.where(np.asarray(refill, dtype=float) >= 0.5, REGIMES[0], REGIMES[1])
 
 
 @dataclass
@@ -118,7 +130,7 @@ def make_estimator(**params: Any) -> SurrogateRegressor:
     """A :class:`SurrogateRegressor` wired to :data:`targets.LEARNED` and :data:`OOD_COLUMNS`."""
     hidden = set(RUN_LENGTH_FEATURES)
     trees = [
-        [c for c in FEATURE_NAMES if c not in hidden and (t in T.TREES_SEE_ENERGY_BASIS or c not in T.ENERGY_BASIS)]
+        [c for c in FEATURE_NAMES if c not in hidden and (c not in T.BASIS_ONLY or c in (T.LEARNED[t] or ()))]
         for t in T.LEARNED
     ]
     p: dict[str, Any] = {"ood_columns": list(OOD_COLUMNS), "tree_columns": trees, **DEFAULT_PARAMS}
@@ -159,7 +171,8 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
         params: estimator hyper-parameters.
 
     Returns:
-        One row per scored row: metadata, and per metric ``<m>`` (measured) and ``<m>_pred``.
+        One row per scored row: metadata, ``regime`` (:func:`regime_of`), ``ood`` (the held-out estimator's
+        out-of-distribution flag), and per metric ``<m>`` (measured) and ``<m>_pred``.
     """
     mask = np.ones(len(data), bool) if eval_mask is None else np.asarray(eval_mask, bool)
     groups = data.meta[by].to_numpy()
@@ -170,6 +183,8 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
         est = fit_estimator(data.subset(groups != g), **params)
         pred = predict_metrics(est, data.X[test], tpot)
         part = data.meta[test].copy()
+        part["regime"] = regime_of(data.X["refill"][test])
+        part["ood"] = est.ood(data.X[test][list(FEATURE_NAMES)])[0]
         for t in T.METRICS:
             part[t] = data.M[t][test].to_numpy()
             part[f"{t}_pred"] = pred[t].to_numpy()
@@ -191,9 +206,11 @@ def error_table(cv: pd.DataFrame, metrics: Sequence[str] = T.METRICS) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = (0.1, 0.2, 0.5, 0.8, 0.9),
+def residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = RESIDUAL_QUANTILES,
                        min_rows: int = 10) -> dict[str, dict[str, float]]:
-    """Per metric, quantiles of ``log(measured / predicted)`` out of group, keyed ``"0.8"`` etc."""
+    """Per metric, quantiles of ``log(measured / predicted)`` out of group, keyed ``"0.8"`` etc.
+
+    Metrics with fewer than ``min_rows`` scored rows are left out."""
     out: dict[str, dict[str, float]] = {}
     for t in T.METRICS:
         if t not in cv:
@@ -201,6 +218,23 @@ def residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = (0.1, 0.2,
         r = _log_residuals(cv, t)
         if r.size >= min_rows:
             out[t] = {f"{q:g}": float(np.quantile(r, q)) for q in quantiles}
+    return out
+
+
+def regime_residual_quantiles(cv: pd.DataFrame, quantiles: Sequence[float] = RESIDUAL_QUANTILES,
+                              min_rows: int = 10) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`residual_quantiles` apart per regime (``cv["regime"]``, see :data:`REGIMES`): regime -> metric ->
+    quantile key -> value. A regime without rows, or a metric with fewer than ``min_rows`` rows in it, is left
+    out (the predictor then falls back to the pooled quantiles)."""
+    if "regime" not in cv:
+        return {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for regime in REGIMES:
+        part = cv[cv["regime"] == regime]
+        if len(part):
+            qs = residual_quantiles(part, quantiles, min_rows)
+            if qs:
+                out[regime] = qs
     return out
 
 

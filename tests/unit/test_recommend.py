@@ -83,6 +83,57 @@ def test_upper_risk_is_more_cautious(scen) -> None:  # type: ignore[no-untyped-d
     assert upper.chosen.value("energy_per_output_token_j") >= point.chosen.value("energy_per_output_token_j")
 
 
+class GuardedStub(StubPredictor):
+    """The stub plus a one-sided upper bound 20% above every latency (as the surrogate serves it)."""
+
+    def predict_frame(self, cands: pd.DataFrame, scenario: object) -> pd.DataFrame:
+        out = super().predict_frame(cands, scenario)
+        for m in ("tpot", "itl", "ttft"):
+            for p in ("p50", "p90", "p99"):
+                out[f"{m}_{p}_s_upper"] = out[f"{m}_{p}_s"] * 1.2
+        return out
+
+
+def test_guarded_default_requires_the_upper_bound_to_meet_the_slo(scen) -> None:  # type: ignore[no-untyped-def]
+    guarded, frame = api.explore(scen, "tpot:p90<=40ms", surrogate=GuardedStub())
+    point, _ = api.explore(scen, "tpot:p90<=40ms", surrogate=GuardedStub(), risk="point")
+    assert frame["meets_slo"].tolist() == ((frame["tpot_p90_s_upper"] <= 0.040) & frame["sustains_load"]).tolist()
+    assert guarded.chosen.value("tpot_p90_s") * 1.2 <= 0.040 + 1e-12
+    assert point.chosen.value("tpot_p90_s") * 1.2 > 0.040  # the point rule's pick fails the guard
+    assert guarded.chosen.value("energy_per_output_token_j") > point.chosen.value("energy_per_output_token_j")
+    # a frame without bound columns (measured values) is judged on its values under every rule
+    plain, _ = api.explore(scen, "tpot:p90<=40ms", surrogate=StubPredictor())
+    assert plain.chosen.config == point.chosen.config
+
+
+def test_slo_mask_rules() -> None:
+    from recommender.recommend import slo_mask
+    from recommender.slo import SLO
+
+    slo = SLO.parse("itl:p50<=25ms")
+    pred = pd.DataFrame({"itl_p50_s": [0.020, 0.024, np.nan], "itl_p50_s_upper": [0.024, 0.027, 0.01],
+                         "itl_p50_s_high": [0.030, 0.030, 0.01]})
+    assert slo_mask(pred, slo).tolist() == [True, False, True]  # guarded is the default
+    assert slo_mask(pred, slo, "point").tolist() == [True, True, False]  # NaN never meets a target
+    assert slo_mask(pred, slo, "upper").tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="risk"):
+        slo_mask(pred, slo, "maybe")  # type: ignore[arg-type]
+
+
+def test_default_config_note_uses_the_same_rule(scen) -> None:  # type: ignore[no-untyped-def]
+    class Tight(GuardedStub):  # the default config meets 40 ms on its point value but not on its bound
+        def predict_frame(self, cands: pd.DataFrame, scenario: object) -> pd.DataFrame:
+            out = super().predict_frame(cands, scenario)
+            d = out["is_default"].to_numpy()
+            out.loc[d, "tpot_p90_s"], out.loc[d, "tpot_p90_s_upper"] = 0.039, 0.045
+            return out
+
+    guarded, _ = api.explore(scen, "tpot:p90<=40ms", surrogate=Tight())
+    point, _ = api.explore(scen, "tpot:p90<=40ms", surrogate=Tight(), risk="point")
+    assert "misses the SLO on tpot_p90_s" in guarded.default.notes
+    assert "misses the SLO" not in point.default.notes
+
+
 def test_impossible_slo_explains_why(scen) -> None:  # type: ignore[no-untyped-def]
     rec, _ = api.explore(scen, "tpot:p90<=1ms", surrogate=StubPredictor())
     assert rec.chosen is None and "tpot_p90_s is at best" in rec.reason
@@ -96,7 +147,7 @@ def test_unsupported_metric_and_risk(scen) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(InputError) as ei:
         api.explore(scen, "tpot:p90<=40ms,attainment>=0.9", surrogate=StubPredictor())
     assert ei.value.field == "slo.attainment"
-    with pytest.raises(InputError, match="'point'"):
+    with pytest.raises(InputError, match="'guarded'"):
         api.explore(scen, "tpot:p90<=40ms", surrogate=StubPredictor(), risk="maybe")
 
 

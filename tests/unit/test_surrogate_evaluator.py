@@ -46,6 +46,48 @@ def test_prediction_has_provenance_metrics_and_intervals() -> None:
     assert m.metrics.itl_p50_s <= m.metrics.itl_p90_s <= m.metrics.itl_p99_s  # type: ignore[operator]
 
 
+def test_upper_bounds_and_intervals_follow_the_rows_regime() -> None:
+    import dataclasses
+
+    from recommender.surrogate.predictor import GUARDED_METRICS
+
+    q = {"continuous": {"itl_p50_s": {"0.1": -0.1, "0.8": 0.1, "0.9": 0.2}},
+         "static": {"itl_p50_s": {"0.1": -0.5, "0.8": 0.7, "0.9": 0.9}, "tpot_p50_s": {"0.1": -0.2, "0.8": -0.05,
+                                                                                       "0.9": 0.1}}}
+    sur = dataclasses.replace(_evaluator().surrogate, regime_quantiles=q)
+    steady = Scenario(model="Llama-3.1-8B", hardware=Hardware(gpu="H100", count=1),
+                      workload=get_preset("mlenergy-chat", num_requests=512))  # 8 waves of 64: continuous
+    once = Scenario(model="Llama-3.1-8B", hardware=Hardware(gpu="H100", count=1),
+                    workload=get_preset("mlenergy-chat", num_requests=32))  # one batch of 32: static
+    cfg = [ServingConfig(max_num_seqs=64)]
+    for scen, (lo, guard, hi) in ((steady, (-0.1, 0.1, 0.2)), (once, (-0.5, 0.7, 0.9))):
+        f = sur.predict_frame(cfg, scen).iloc[0]
+        if bool(f["ood"]):
+            lo, hi = 2 * lo, 2 * hi  # the interval (not the guard) widens out of distribution
+        v = f["itl_p50_s"]
+        assert f["itl_p50_s_low"] == pytest.approx(v * np.exp(lo))
+        assert f["itl_p50_s_high"] == pytest.approx(v * np.exp(hi))
+        assert f["itl_p50_s_upper"] == pytest.approx(v * np.exp(guard))
+    f = sur.predict_frame(cfg, once).iloc[0]
+    assert f["tpot_p50_s_upper"] == pytest.approx(f["tpot_p50_s"])  # a negative quantile never lowers the bound
+    assert all(f"{m}_upper" in f.index for m in GUARDED_METRICS)
+    assert "energy_per_output_token_j_upper" not in f.index
+
+
+def test_predict_frame_shares_features_across_gpu_knobs_exactly() -> None:
+    import pandas as pd
+
+    sur, sc = _evaluator().surrogate, _scenario(count=2)
+    configs = [ServingConfig(max_num_seqs=s, tensor_parallel_size=tp, gpu_clock_mhz=c, power_limit_w=w)
+               for s in (8, 64, 256) for tp in (1, 2) for c in (None, 1410, 1980) for w in (None, 400.0)]
+    fast = sur.predict_frame(configs, sc)
+    full = sur.predict_features(sur.features(sc, configs))  # every row featurized on its own
+    pd.testing.assert_frame_equal(fast, full)
+    assert set(fast["provenance"]) == {"predicted", "modeled"}
+    knobs = pd.DataFrame([c.model_dump() for c in configs])  # the DataFrame path recommend uses
+    pd.testing.assert_frame_equal(sur.predict_frame(knobs, sc), full)
+
+
 def test_locked_clock_is_modeled() -> None:
     ev, sc = _evaluator(), _scenario()
     base = ev.evaluate(ServingConfig(max_num_seqs=64), sc)

@@ -89,3 +89,47 @@ def test_log_target_true_refuses_non_positive_values() -> None:
         SurrogateRegressor(log_target=True, n_estimators=5).fit(X, y)
     with pytest.raises(ValueError, match="baseline column"):
         SurrogateRegressor(baseline_columns=["nope"], n_estimators=5).fit(X, np.abs(y))
+
+
+def _direct_scaled(est: SurrogateRegressor, X: pd.DataFrame) -> np.ndarray:
+    """Every tree on every row, the plain scikit-learn way (what the deduplicated path must equal)."""
+    Xf = est._fill(X.to_numpy(dtype=float)).astype(np.float32)
+    return np.column_stack([np.zeros(len(X)) if e is None else e.predict(np.ascontiguousarray(Xf[:, ix]))
+                            for e, ix in zip(est.estimators_, est.tree_index_, strict=True)])
+
+
+def test_deduplicated_tree_prediction_equals_every_tree_on_every_row() -> None:
+    X, y = _physics_data(300)
+    X["d"] = np.where(np.arange(300) % 3 == 0, np.nan, X["c"] * 7)  # NaN fill path
+    Y = np.column_stack([y, 3 * y + X["c"].to_numpy() * 40, np.log(y)])
+    est = SurrogateRegressor(baseline_columns=[["a", "b"], None, None], n_estimators=60, max_depth=3,
+                             tree_columns=[None, ["a", "c"], ["b", "d"]]).fit(X, Y)
+    rng = np.random.default_rng(5)
+    # a batch like one scenario's: a constant column, repeats, values on and around split thresholds
+    thresholds = np.concatenate(est.split_thresholds_)
+    q = pd.DataFrame({
+        "a": np.full(500, 4.2),
+        "b": rng.choice(np.concatenate([thresholds, rng.uniform(1, 100, 50)]), 500),
+        "c": rng.choice(rng.uniform(0, 1, 20), 500),
+        "d": np.where(rng.uniform(size=500) < 0.2, np.nan, rng.uniform(0, 7, 500)),
+    })
+    for batch in (q, X, q.iloc[:1]):
+        assert np.array_equal(est._predict_scaled(batch.to_numpy(dtype=float), [0, 1, 2]),
+                              _direct_scaled(est, batch))
+    assert est._predict_scaled(q.iloc[:0].to_numpy(dtype=float), [0, 1, 2]).shape == (0, 3)
+    # the classes really are fewer than the rows (the point of the deduplication)
+    assert len(np.unique(est._split_bins(q.to_numpy(dtype=np.float32)), axis=1).T) < len(q)
+
+
+def test_predict_with_ood_matches_predict_and_ood() -> None:
+    X, y = _physics_data()
+    est = SurrogateRegressor(baseline_columns=[["a", "b"]], n_estimators=10).fit(X, y)
+    q = pd.DataFrame({"a": [5.0, 50.0, 5.0, 50.0], "b": [50.0, 50.0, 50.0, 50.0], "c": [0.5, 0.5, np.nan, 0.5]})
+    y_all, mask, codes, reasons = est.predict_with_ood(q)
+    assert np.array_equal(y_all[:, 0], est.predict(q))
+    ood_mask, ood_reasons = est.ood(q)
+    assert mask.tolist() == ood_mask.tolist() == [False, True, True, True]
+    assert [reasons[c] for c in codes] == ood_reasons
+    assert reasons[0] == "" and codes[0] == 0 and codes[1] == codes[3] != codes[2]
+    _, mask_off, codes_off, reasons_off = est.predict_with_ood(q, with_ood=False)
+    assert not mask_off.any() and reasons_off == [""] and not codes_off.any()

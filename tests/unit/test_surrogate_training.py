@@ -69,3 +69,19 @@ def test_failed_measurements_are_dropped_and_counted(tmp_path: Path) -> None:
     failed = plain[0].model_copy(update={"status": "failed", "failure_reason": "oom", "metrics": None})
     data = training.training_data([*plain, failed])
     assert len(data) == len(plain) and data.dropped == {"failed measurements": 1}
+
+
+def test_residual_quantiles_are_calibrated_apart_per_regime() -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    pred = np.full(2 * n, 0.02)
+    measured = pred * np.exp(np.concatenate([rng.normal(0.0, 0.05, n), rng.normal(0.7, 0.2, n)]))
+    cv = pd.DataFrame({"itl_p50_s": measured, "itl_p50_s_pred": pred,
+                       "regime": ["continuous"] * n + ["static"] * n})
+    q = training.regime_residual_quantiles(cv)
+    pooled = training.residual_quantiles(cv)["itl_p50_s"]
+    assert set(q) == {"continuous", "static"}
+    assert q["continuous"]["itl_p50_s"]["0.8"] < 0.1 < pooled["0.8"] < q["static"]["itl_p50_s"]["0.8"]
+    few = cv.iloc[: n + 5]  # 5 static rows: below min_rows, that regime is left out (the predictor falls back)
+    assert set(training.regime_residual_quantiles(few)) == {"continuous"}
+    assert training.regime_of([1.0, 0.5, 0.2, 0.0]).tolist() == ["continuous", "continuous", "static", "static"]
