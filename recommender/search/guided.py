@@ -48,7 +48,7 @@ from recommender.search._prior_model import (
     p_feasible,
 )
 from recommender.search._space import SearchSpace, config_key
-from recommender.search.trials import EVALUATED, trial_config_key
+from recommender.search.trials import EVALUATED, SKIPPED, held_config_key
 from recommender.search.warm_start import candidate_configs
 
 if TYPE_CHECKING:
@@ -310,25 +310,18 @@ class PriorGuide:
         observed: dict[str, _Observed] = {}
         pending: dict[str, ServingConfig] = {}
         for t in trials:
-            key = trial_config_key(t)
-            cfg = t.user_attrs.get("config")
-            if key is None and t.state.name in ("WAITING", "RUNNING"):
-                params = t.params or t.system_attrs.get("fixed_params") or {}
-                try:
-                    c = self.space.to_config(dict(params))
-                except Exception:  # noqa: BLE001 - a queued trial this space cannot build is not ours to judge
-                    continue
-                key, cfg = config_key(c), c.model_dump(mode="json", exclude={"schema_version"})
-            if key is None:
+            key = held_config_key(t, self.space)
+            if key is None or t.user_attrs.get("kind") == SKIPPED:  # a skipped trial did not evaluate its config
                 continue
             seen.add(key)
             if t.state.name in ("WAITING", "RUNNING"):
-                pending.setdefault(key, ServingConfig.model_validate(cfg))
+                pending.setdefault(key, ServingConfig.model_validate_json(key))
             elif t.user_attrs.get("kind") == EVALUATED and t.state.name == "COMPLETE" and key not in observed:
                 metrics = t.user_attrs.get("metrics", {})
                 y = np.array([math.log(v) if (v := metrics.get(k)) and v > 0 else np.nan for k in self.metrics])
                 if not np.isnan(y[0]):
-                    observed[key] = _Observed(ServingConfig.model_validate(cfg), y, bool(t.user_attrs.get("meets_slo")))
+                    observed[key] = _Observed(ServingConfig.model_validate_json(key), y,
+                                              bool(t.user_attrs.get("meets_slo")))
         pending_list = [c for k, c in pending.items() if k not in observed]
         return seen, list(observed.values()), pending_list
 

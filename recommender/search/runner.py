@@ -8,15 +8,20 @@ the same RDB storage share the study; together they spend exactly ``n_evals`` ev
   the running trials *numbered below it* leave room; trial numbers come from the database, so the first
   ``n_evals`` slots win and racing workers cannot overshoot.
 - **Never evaluated twice.** Before evaluating, a config already evaluated reuses that result (``duplicate``);
-  a config a lower-numbered running trial already holds is skipped. Race window: if another worker's trial
-  was created earlier but writes its config after this worker's check (the sampling time, milliseconds),
-  both evaluate it; the later one is still a real evaluation and is counted.
+  a config a lower-numbered running or queued trial already holds is skipped. Queued trials (the prior's
+  proposals, retries, fallbacks) carry their params from the start, so two workers queueing the same config
+  cannot both evaluate it. Race window: if another worker's *sampled* trial was created earlier but writes
+  its config after this worker's check (the sampling time, milliseconds), both evaluate it; the later one
+  is still a real evaluation and is counted.
 - **Never lost.** A worker that dies stops its heartbeats; another worker fails its trial after the grace
   period and Optuna re-queues the same params (``WAITING``), which the next ``ask`` picks up. Ctrl-C or an
   environment error marks held trials ``interrupted`` and re-queues them, then logs the resume command.
   Limitation: a worker killed between ``ask`` and its first heartbeat (milliseconds) leaves a RUNNING trial
   Optuna never calls stale; it holds one budget slot until failed by hand
   (``optuna.load_study(...).tell(<number>, state=TrialState.FAIL)``).
+  A trial finished by another worker while this one holds it (its heartbeat taken for stale, or SQLite, which
+  does not lock rows, handing one queued trial to two workers) is logged and let go. Several workers need
+  PostgreSQL (or another RDB that locks rows).
 - **Infeasible configs** (``check_feasibility``) are PRUNED with a positive ``feasibility`` constraint and never
   reach the evaluator. Samplers that keep proposing known configs (small discrete spaces) get a random unseen
   feasible config enqueued after a few idle proposals; when none is left the study stops as ``exhausted``.
@@ -291,8 +296,8 @@ class _Runner:
                 self._finish(trial, tr.tell_infeasible, [str(e)])
                 continue
             self.held[trial.number] = (trial, config)
-            tr.mark_config(trial, config, self.worker)
-            asked.append((trial, config))
+            if not self._lost(trial, tr.mark_config, trial, config, self.worker):
+                asked.append((trial, config))
         pending: list[tuple[optuna.Trial, ServingConfig]] = []
         for trial, config in asked:
             key = config_key(config)
@@ -315,7 +320,10 @@ class _Runner:
                 self._finish(trial, tr.tell_copy, fresh.evaluated_by_key[key])
                 continue
             lower = [r for r in fresh.running if r.number < trial.number]
-            dup = [r for r in lower if r.number not in mine and tr.trial_config_key(r) == key]
+            # the lowest-numbered running or queued trial holding a config owns it; queued and just-dequeued
+            # trials are known by their fixed params before they are marked
+            holders = lower + [r for r in fresh.queued if r.number < trial.number]
+            dup = [r for r in holders if r.number not in mine and tr.held_config_key(r, self.space) == key]
             if dup:
                 self._finish(trial, tr.tell_skipped, "running_elsewhere", dup[0].number, idle=False)
             elif fresh.evaluations + len(lower) >= self.n_evals:
@@ -348,18 +356,38 @@ class _Runner:
                     from recommender.dataset import save_measurement
 
                     save_measurement(m, self.loc.measurements_dir)
-                told[key] = tr.tell_measurement(self.study, trial, m, self.objectives, self.slo)
-                self._release(trial)
+                if not self._lost(trial, self._tell_first, told, key, trial, m):
+                    self._release(trial)
                 self.idle = 0
-            else:
+            elif key in told:
                 self._finish(trial, tr.tell_copy, told[key])
+            else:  # its first copy was lost to another worker
+                self._finish(trial, tr.tell_skipped, "running_elsewhere", idle=False)
             self.last_engine = c.engine_key()
+
+    def _tell_first(self, told: dict[str, optuna.trial.FrozenTrial], key: str, trial: optuna.Trial,
+                    m: Measurement) -> None:
+        told[key] = tr.tell_measurement(self.study, trial, m, self.objectives, self.slo)
+
+    def _lost(self, trial: optuna.Trial, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on a trial this worker holds; True (and the trial let go) when another worker finished
+        it meanwhile: its heartbeat was taken for stale, or SQLite handed one queued trial to two workers (SQLite
+        does not lock rows; several workers need PostgreSQL)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            fn(*args)
+        except UpdateFinishedTrialError:
+            logger.warning("trial %d was finished by another worker while this one held it; moving on", trial.number)
+            self._release(trial)
+            return True
+        return False
 
     def _finish(self, trial: optuna.Trial, tell: Callable[..., Any], *args: Any, idle: bool = True) -> None:
         """Finish a trial that spends no evaluation with ``tell(study, trial, *args)``; ``idle`` counts it as a
         proposal that led nowhere."""
-        tell(self.study, trial, *args)
-        self._release(trial)
+        if not self._lost(trial, tell, self.study, trial, *args):
+            self._release(trial)
         self.idle += idle
 
     def _release(self, trial: optuna.Trial) -> None:
