@@ -8,7 +8,9 @@ Python API::
 
 Modules: :mod:`~recommender.search.runner` (the loop and its guarantees), :mod:`~recommender.search.trials`
 (what each trial records), :mod:`~recommender.search.storage` (names, run directories, heartbeats),
-:mod:`~recommender.search.samplers`, :mod:`~recommender.search.warm_start`, :mod:`~recommender.search.progress`.
+:mod:`~recommender.search.samplers`, :mod:`~recommender.search.guided` (a surrogate's predictions, corrected online,
+proposing between the sampler's trials), :mod:`~recommender.search.warm_start` (its candidate pool),
+:mod:`~recommender.search.progress`.
 """
 
 from __future__ import annotations

@@ -8,18 +8,26 @@ the same RDB storage share the study; together they spend exactly ``n_evals`` ev
   the running trials *numbered below it* leave room; trial numbers come from the database, so the first
   ``n_evals`` slots win and racing workers cannot overshoot.
 - **Never evaluated twice.** Before evaluating, a config already evaluated reuses that result (``duplicate``);
-  a config a lower-numbered running trial already holds is skipped. Race window: if another worker's trial
-  was created earlier but writes its config after this worker's check (the sampling time, milliseconds),
-  both evaluate it; the later one is still a real evaluation and is counted.
+  a config a lower-numbered running or queued trial already holds is skipped. Queued trials (the prior's
+  proposals, retries, fallbacks) carry their params from the start, so two workers queueing the same config
+  cannot both evaluate it. Race window: if another worker's *sampled* trial was created earlier but writes
+  its config after this worker's check (the sampling time, milliseconds), both evaluate it; the later one
+  is still a real evaluation and is counted.
 - **Never lost.** A worker that dies stops its heartbeats; another worker fails its trial after the grace
   period and Optuna re-queues the same params (``WAITING``), which the next ``ask`` picks up. Ctrl-C or an
   environment error marks held trials ``interrupted`` and re-queues them, then logs the resume command.
   Limitation: a worker killed between ``ask`` and its first heartbeat (milliseconds) leaves a RUNNING trial
   Optuna never calls stale; it holds one budget slot until failed by hand
   (``optuna.load_study(...).tell(<number>, state=TrialState.FAIL)``).
+  A trial finished by another worker while this one holds it (its heartbeat taken for stale, or SQLite, which
+  does not lock rows, handing one queued trial to two workers) is logged and let go. Several workers need
+  PostgreSQL (or another RDB that locks rows).
 - **Infeasible configs** (``check_feasibility``) are PRUNED with a positive ``feasibility`` constraint and never
   reach the evaluator. Samplers that keep proposing known configs (small discrete spaces) get a random unseen
   feasible config enqueued after a few idle proposals; when none is left the study stops as ``exhausted``.
+- **Prior-guided.** With a predictor (``warm_start``), :mod:`recommender.search.guided` decides before each step
+  how many of its slots the predictor's corrected prior fills, and enqueues those configs; the sampler fills
+  the rest. Enqueued trials go through the same checks as the sampler's.
 - **Fewer restarts.** With ``batch_size > 1`` a worker asks several configs at once (constant liar keeps them
   apart), orders them by :meth:`ServingConfig.engine_key` (the last server's key first) and hands them to
   ``evaluator.evaluate_many``, which shares one server start per engine key.
@@ -40,6 +48,7 @@ import numpy as np
 from recommender.errors import InputError
 from recommender.search import trials as tr
 from recommender.search._space import SearchSpace, UnseenPicker, config_key, params_of
+from recommender.search.guided import PRIOR_PREFIX, PROPOSED_BY, PriorGuide, describe, plan_turns
 from recommender.search.progress import Progress
 from recommender.search.result import StudyResult, build_result
 from recommender.search.samplers import make_sampler
@@ -52,7 +61,6 @@ from recommender.search.storage import (
     open_storage,
     resolve_location,
 )
-from recommender.search.warm_start import enqueue_warm_start
 
 if TYPE_CHECKING:
     import optuna
@@ -93,8 +101,10 @@ def run_study(
             storage object used as given (no heartbeats added).
         study_name, run_dir, runs_root: override the deterministic name / directory
             (:mod:`recommender.search.storage`).
-        warm_start: a predictor (surrogate evaluator) whose predicted-best configs are enqueued first.
-        warm_start_k: how many configs it may enqueue.
+        warm_start: a predictor (surrogate evaluator) that guides the search: its predictions, corrected online
+            by every measurement, propose configs between the sampler's (:mod:`recommender.search.guided`).
+        warm_start_k: evaluations the predictor proposes before it shares turns with the sampler; after them it
+            keeps proposing while it improves the best feasible energy, then alternates with the sampler.
         batch_size: configs asked per step and given to ``evaluate_many`` together (restart sharing).
         feasibility: ``(config, scenario) -> .ok/.reasons``; default ``recommender.space.check_feasibility``.
         check_feasible: False skips the feasibility check (replay tables of configs known to run).
@@ -157,6 +167,8 @@ class _Runner:
         self._picker = UnseenPicker(space, np.random.default_rng(seed + 7919 * self.worker_index))
         self._feasible_cache: dict[str, Any] = {}
         self._decoded: dict[int, Measurement] = {}
+        self.guide: PriorGuide | None = None
+        self.guide_k = 0
         self.resume_command = ""
 
     # ---- setup -------------------------------------------------------------------------------------------
@@ -204,9 +216,7 @@ class _Runner:
             with HeartbeatKeeper(self.storage) as hb:
                 self.hb = hb
                 if warm_start is not None and t0.evaluations < self.n_evals:
-                    enqueue_warm_start(self.study, self.space, self.scenario, self.slo, self.objective, warm_start,
-                                       min(warm_start_k, self.n_evals - t0.evaluations), self._feasible,
-                                       seed=self.seed)
+                    self._start_guide(warm_start, warm_start_k)
                 waited = False
                 while True:
                     fail_stale(self.study)
@@ -234,7 +244,10 @@ class _Runner:
                     if self.idle >= self.max_idle:
                         stop = "stalled"
                         break
-                    self._step(min(self.batch_size, free), t)
+                    k = min(self.batch_size, free)
+                    if self.guide is not None and t.waiting == 0:
+                        self._enqueue_guided(k)
+                    self._step(k, t)
         except BaseException as e:
             self._abandon("interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {type(e).__name__}")
             if isinstance(e, KeyboardInterrupt):
@@ -247,6 +260,23 @@ class _Runner:
                            "evaluated already", self.loc.study_name, stop, tr.tally(self.study.trials).evaluations)
         return build_result(self.study, self.loc, self.scenario, self.slo, self.objective, self.sampler_name,
                             self.n_evals, stop, self.resume_command)
+
+    def _start_guide(self, predictor: Evaluator, k: int) -> None:
+        self.guide = PriorGuide(self.space, self.scenario, self.slo, self.objective, predictor, self._feasible,
+                                seed=self.seed)
+        self.guide_k = k
+        if self.study.user_attrs.get("warm_start") is None:
+            self.study.set_user_attr("warm_start", {"predictor": predictor.name, "mode": "guided", "first_k": k,
+                                                    "pool": len(self.guide.pool)})
+
+    def _enqueue_guided(self, slots: int) -> None:
+        """Enqueue the prior's proposals for its share of the next ``slots`` trials (:func:`plan_turns`)."""
+        assert self.guide is not None
+        trials = self.study.get_trials(deepcopy=False)
+        turns = plan_turns(trials, slots, self.guide_k)
+        for p in self.guide.propose(trials, turns.prior, front=turns.front) if turns.prior else []:
+            attrs = {PROPOSED_BY: f"{PRIOR_PREFIX}{self.guide.predictor.name}", **describe(p)}
+            self.study.enqueue_trial(params_of(self.space, p.config), user_attrs=attrs)
 
     def _ask(self) -> optuna.Trial:
         with warnings.catch_warnings():
@@ -266,8 +296,8 @@ class _Runner:
                 self._finish(trial, tr.tell_infeasible, [str(e)])
                 continue
             self.held[trial.number] = (trial, config)
-            tr.mark_config(trial, config, self.worker)
-            asked.append((trial, config))
+            if not self._lost(trial, tr.mark_config, trial, config, self.worker):
+                asked.append((trial, config))
         pending: list[tuple[optuna.Trial, ServingConfig]] = []
         for trial, config in asked:
             key = config_key(config)
@@ -290,7 +320,10 @@ class _Runner:
                 self._finish(trial, tr.tell_copy, fresh.evaluated_by_key[key])
                 continue
             lower = [r for r in fresh.running if r.number < trial.number]
-            dup = [r for r in lower if r.number not in mine and tr.trial_config_key(r) == key]
+            # the lowest-numbered running or queued trial holding a config owns it; queued and just-dequeued
+            # trials are known by their fixed params before they are marked
+            holders = lower + [r for r in fresh.queued if r.number < trial.number]
+            dup = [r for r in holders if r.number not in mine and tr.held_config_key(r, self.space) == key]
             if dup:
                 self._finish(trial, tr.tell_skipped, "running_elsewhere", dup[0].number, idle=False)
             elif fresh.evaluations + len(lower) >= self.n_evals:
@@ -323,18 +356,38 @@ class _Runner:
                     from recommender.dataset import save_measurement
 
                     save_measurement(m, self.loc.measurements_dir)
-                told[key] = tr.tell_measurement(self.study, trial, m, self.objectives, self.slo)
-                self._release(trial)
+                if not self._lost(trial, self._tell_first, told, key, trial, m):
+                    self._release(trial)
                 self.idle = 0
-            else:
+            elif key in told:
                 self._finish(trial, tr.tell_copy, told[key])
+            else:  # its first copy was lost to another worker
+                self._finish(trial, tr.tell_skipped, "running_elsewhere", idle=False)
             self.last_engine = c.engine_key()
+
+    def _tell_first(self, told: dict[str, optuna.trial.FrozenTrial], key: str, trial: optuna.Trial,
+                    m: Measurement) -> None:
+        told[key] = tr.tell_measurement(self.study, trial, m, self.objectives, self.slo)
+
+    def _lost(self, trial: optuna.Trial, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on a trial this worker holds; True (and the trial let go) when another worker finished
+        it meanwhile: its heartbeat was taken for stale, or SQLite handed one queued trial to two workers (SQLite
+        does not lock rows; several workers need PostgreSQL)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            fn(*args)
+        except UpdateFinishedTrialError:
+            logger.warning("trial %d was finished by another worker while this one held it; moving on", trial.number)
+            self._release(trial)
+            return True
+        return False
 
     def _finish(self, trial: optuna.Trial, tell: Callable[..., Any], *args: Any, idle: bool = True) -> None:
         """Finish a trial that spends no evaluation with ``tell(study, trial, *args)``; ``idle`` counts it as a
         proposal that led nowhere."""
-        tell(self.study, trial, *args)
-        self._release(trial)
+        if not self._lost(trial, tell, self.study, trial, *args):
+            self._release(trial)
         self.idle += idle
 
     def _release(self, trial: optuna.Trial) -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import optuna
 
     from recommender.config import Scenario, ServingConfig
+    from recommender.search._space import SearchSpace
     from recommender.slo import SLO
 
 EVALUATED, DUPLICATE, INFEASIBLE = "evaluated", "duplicate", "infeasible"
@@ -55,6 +56,22 @@ def trial_config_key(trial: optuna.trial.FrozenTrial) -> str | None:
     """The config identity of a trial (see :func:`~recommender.search._space.config_key`), once marked."""
     cfg = trial.user_attrs.get("config")
     return None if cfg is None else json.dumps(cfg, sort_keys=True)
+
+
+def held_config_key(trial: optuna.trial.FrozenTrial, space: SearchSpace) -> str | None:
+    """The config identity of a trial, also before it is marked: a queued (``WAITING``) trial, or one just taken
+    from the queue, has its params fixed in storage since ``enqueue_trial``. None when neither is known or the
+    params do not build a config of ``space``."""
+    key = trial_config_key(trial)
+    if key is not None:
+        return key
+    params = trial.system_attrs.get("fixed_params")
+    if not params:
+        return None
+    try:
+        return config_key(space.to_config(dict(params)))
+    except (InputError, ValueError, TypeError):
+        return None
 
 
 def _metrics_attr(m: Measurement) -> dict[str, float]:
@@ -154,6 +171,7 @@ class Tally:
     skipped: int = 0
     running: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     waiting: int = 0
+    queued: list[optuna.trial.FrozenTrial] = field(default_factory=list)  # the WAITING trials
     evaluated_by_key: dict[str, optuna.trial.FrozenTrial] = field(default_factory=dict)
     infeasible_keys: dict[str, str] = field(default_factory=dict)
 
@@ -172,6 +190,7 @@ def tally(trials: Sequence[optuna.trial.FrozenTrial]) -> Tally:
             out.running.append(t)
         elif state == "WAITING":
             out.waiting += 1
+            out.queued.append(t)
         elif is_evaluation(t):
             out.evaluations += 1
             out.failed += state == "FAIL"
@@ -216,6 +235,6 @@ def objective_keys(objective: str) -> tuple[str, str]:
 
 __all__ = [
     "EVALUATED", "DUPLICATE", "INFEASIBLE", "SKIPPED", "INTERRUPTED", "FEASIBILITY_CONSTRAINT", "Tally", "tally",
-    "mark_config", "trial_config_key", "tell_measurement", "tell_copy", "tell_infeasible", "tell_skipped",
+    "mark_config", "trial_config_key", "held_config_key", "tell_measurement", "tell_copy", "tell_infeasible", "tell_skipped",
     "is_evaluation", "measurement_of", "objective_keys", "resolve_objective", "config_key",
 ]

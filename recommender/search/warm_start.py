@@ -1,33 +1,26 @@
-"""Warm start: queue the configs a predictor (the surrogate) expects to be best, so real runs verify them.
+"""Candidate configs a predictor scores, and a static ranking of its predictions.
 
-The predictor scores candidate configs of the space (every config when there are at most ``limit``, else
-``limit`` random ones, seeded), after the feasibility check. :func:`rank_predictions` orders them: the least
-energy predicted to meet the SLO with safety margins of several sizes, then the predicted Pareto front; the
-first ``k`` configs not already in the study are enqueued (``Study.enqueue_trial``) and run before the
-sampler's own proposals. Done once per study (study attribute ``warm_start``); a second worker skips it.
+:func:`candidate_configs` is the pool :class:`recommender.search.guided.PriorGuide` scores (every config when
+there are at most ``limit``, else ``limit`` seeded random ones). :func:`rank_predictions` is what a static warm
+start would run first, from the uncorrected predictions alone (the least energy predicted to meet the SLO with
+safety margins of several sizes, then the predicted Pareto front); the search itself no longer uses it (the
+prior-guided search corrects the predictions as measurements come in), reports do, to show what the raw
+prior's picks are worth.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recommender.pareto import ENERGY_KEY, meets_slo, objective_values, pareto_front
-from recommender.search._space import SearchSpace, config_key, enumerate_params, params_of, random_params
-from recommender.search.trials import trial_config_key
+from recommender.search._space import SearchSpace, config_key, enumerate_params, random_params
 
 if TYPE_CHECKING:
-    import optuna
-
-    from recommender.config import Scenario, ServingConfig
-    from recommender.evaluators.base import Evaluator
+    from recommender.config import ServingConfig
     from recommender.measurement import Measurement
     from recommender.slo import SLO
-
-logger = logging.getLogger(__name__)
 
 
 def candidate_configs(space: SearchSpace, limit: int, seed: int) -> list[ServingConfig]:
@@ -79,36 +72,3 @@ def rank_predictions(predictions: list[Measurement], slo: SLO, objective: str, k
     front = pareto_front([m for m in usable if meets_slo(m, slo)], objs)
     rest = [m for m in front if all(m is not c for c in chosen)]
     return (chosen + rest)[: max(k, 0)] if k else chosen
-
-
-def enqueue_warm_start(study: optuna.Study, space: SearchSpace, scenario: Scenario, slo: SLO, objective: str,
-                       predictor: Evaluator, k: int, feasible: Callable[[ServingConfig], Any], limit: int = 2000,
-                       seed: int = 0) -> list[ServingConfig]:
-    """Enqueue up to ``k`` predicted-best configs not yet in ``study``; returns those enqueued.
-
-    Args:
-        feasible: ``config -> object with .ok`` (the search's feasibility check); rejected configs are not
-            scored.
-        limit: most candidate configs to score.
-    """
-    if k <= 0 or study.user_attrs.get("warm_start") is not None:
-        return []
-    cands = [c for c in candidate_configs(space, limit, seed) if feasible(c).ok]
-    preds = predictor.evaluate_many(cands, scenario) if cands else []
-    ranked = rank_predictions(preds, slo, objective, k=k + 5)
-    present = {trial_config_key(t) for t in study.get_trials(deepcopy=False)}
-    chosen: list[ServingConfig] = []
-    for m in ranked:
-        key = config_key(m.config)
-        if key in present:
-            continue
-        present.add(key)
-        study.enqueue_trial(params_of(space, m.config), user_attrs={"proposed_by": f"warm_start:{predictor.name}"},
-                            skip_if_exists=True)
-        chosen.append(m.config)
-        if len(chosen) >= k:
-            break
-    study.set_user_attr("warm_start", {"predictor": predictor.name, "scored": len(preds), "enqueued": len(chosen)})
-    logger.info("warm start: %s scored %d configs, %d meet the SLO, enqueued %d", predictor.name, len(preds),
-                len(ranked), len(chosen))
-    return chosen
