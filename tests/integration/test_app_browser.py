@@ -79,6 +79,9 @@ def test_app_in_a_real_browser(app_url: str, tmp_path: Path) -> None:
         driver.get(app_url)
         wait = WebDriverWait(driver, 150)
         wait.until(ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'Recommended:')]")))
+        # Streamlit renders element by element: the metrics may land a moment after the headline
+        for label in ("Energy per output token", "Saving vs vLLM default"):
+            wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{label}')]")))
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Energy per output token" in body and "Saving vs vLLM default" in body
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stPlotlyChart'] .main-svg")))
