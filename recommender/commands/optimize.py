@@ -142,8 +142,10 @@ def register(app: typer.Typer) -> None:
         run_dir: Optional[str] = typer.Option(None, "--run-dir"),
         runs_root: str = typer.Option("runs", "--runs-root", help="Parent of the default run directories."),
         warm_start: Optional[bool] = typer.Option(None, "--warm-start/--no-warm-start",
-                                                  help="Enqueue the surrogate's predicted best first (default: on "
-                                                       "when a surrogate exists and the evaluator is not it)."),
+                                                  help="Let the surrogate guide the search: its predictions, "
+                                                       "corrected by every measurement, propose configs between the "
+                                                       "sampler's (default: on when a surrogate exists and the "
+                                                       "evaluator is not it)."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size",
                                                  help="Configs per step sharing server starts (default 4 for vllm, "
                                                       "else 1)."),

@@ -6,9 +6,9 @@ prior on the residual ``r_m``: a constant term (the prior's overall multiplicati
 with one length scale per feature (bias that depends on the knobs, or on the prediction's own scale, since
 the prior's log prediction is a feature too) and white noise (measurement noise). With no measurement the
 residual is ``0 +- prior_sigma``: the prior is trusted as it is. Hyperparameters are fitted by maximum
-marginal likelihood (scikit-learn's ``GaussianProcessRegressor``), warm-started from the previous fit, and
-refitted at every new measurement up to 10, then whenever the data grew by 20 % (in between only the
-posterior is updated, which is cheap).
+marginal likelihood (scikit-learn's ``GaussianProcessRegressor``, always from the same initial kernel), refitted
+at every new measurement up to 10, then whenever the data grew by 20 % (in between only the posterior is
+updated, with the last fitted kernel, which is cheap).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Standardizer:
 class ResidualModel:
     """Gaussian process over the log residual of one metric (see the module docstring).
 
-    Not thread-safe; one per metric and worker. ``fit`` keeps the fitted kernel to warm-start the next fit.
+    Not thread-safe; one per metric and worker. ``fit`` keeps the fitted kernel for the fits in between.
     """
 
     def __init__(self, prior_sigma: float = 0.2, noise: float = 1e-3) -> None:
@@ -87,11 +87,12 @@ class ResidualModel:
         if len(y) == 0:
             self._gp = None
             return self
-        kernel = self._kernel if self._kernel is not None and self._kernel_dims() == x.shape[1] else None
-        if kernel is None:
-            kernel, self._n_opt = self._initial_kernel(x.shape[1]), 0
         n = len(y)
-        optimize = n >= MIN_FIT and (n <= 10 or n >= REFIT_GROWTH * self._n_opt)
+        known = self._kernel is not None and self._kernel_dims() == x.shape[1]
+        optimize = n >= MIN_FIT and (not known or n <= 10 or n >= REFIT_GROWTH * self._n_opt)
+        # every hyperparameter fit starts from the same initial kernel: the fit depends on the data, not on the
+        # path (warm starts from the previous fit got stuck in poor optima on few, noisy points)
+        kernel = self._initial_kernel(x.shape[1]) if optimize or not known else self._kernel
         self._gp = _fit_gp(kernel, optimize, x, y)
         self._n_opt = n if optimize else self._n_opt
         self._kernel = self._gp.kernel_
@@ -131,8 +132,8 @@ def _fit_gp(kernel: Any, optimize: bool, x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def _lbfgs(obj_func: Any, initial_theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
-    """scikit-learn's default optimizer (L-BFGS-B on the log marginal likelihood) with fewer iterations: it starts
-    from the previous fit, so a few steps suffice."""
+    """scikit-learn's default optimizer (L-BFGS-B on the log marginal likelihood), capped at :data:`MAX_ITER`
+    iterations (the fit is redone as data arrive; a rough optimum is enough)."""
     from scipy.optimize import minimize
 
     res = minimize(obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": MAX_ITER})

@@ -65,6 +65,7 @@ PRIOR_PREFIX = "prior:"
 POOL_LIMIT = 4096  # most configs scored; a space with at most this many is enumerated
 PATIENCE = 3  # prior evaluations in a row without improvement before the sampler gets turns
 SAMPLER_EVERY = 3  # once the prior stagnates, every third proposal is the sampler's
+FRONT_EVERY = 2  # and every second of the prior's proposals is for the front
 MIN_GAIN = 0.005  # an improvement lowers the best feasible energy by more than this fraction
 
 
@@ -102,10 +103,10 @@ def plan_turns(trials: Sequence[optuna.trial.FrozenTrial], slots: int, first_k: 
     """
     done: list[tuple[bool, float | None]] = []  # (prior?, energy when it met the SLO)
     order: list[bool] = []  # prior? for evaluated and running trials, in number order
-    last_mode = None
+    modes: list[str] = []  # modes of the prior's running and finished proposals, in number order
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.name in ("RUNNING", "COMPLETE", "FAIL") and is_prior_proposal(t):
-            last_mode = t.user_attrs.get("prior_mode", last_mode)
+            modes.append(str(t.user_attrs.get("prior_mode", "energy")))
         if t.state.name == "RUNNING":
             order.append(is_prior_proposal(t))
         elif t.user_attrs.get("kind") == EVALUATED and t.state.is_finished():
@@ -127,7 +128,8 @@ def plan_turns(trials: Sequence[optuna.trial.FrozenTrial], slots: int, first_k: 
         turn = len(order) < first_k or not stagnant or not all(order[-(SAMPLER_EVERY - 1):] or [False])
         order.append(turn)
         n += turn
-    return Turns(n, stagnant and last_mode != "front")
+    front = stagnant and "front" not in modes[-(FRONT_EVERY - 1):]
+    return Turns(n, front)
 
 
 @dataclass(frozen=True)

@@ -277,6 +277,8 @@ class _Runner:
         for p in self.guide.propose(trials, turns.prior, front=turns.front) if turns.prior else []:
             attrs = {PROPOSED_BY: f"{PRIOR_PREFIX}{self.guide.predictor.name}", **describe(p)}
             self.study.enqueue_trial(params_of(self.space, p.config), user_attrs=attrs)
+            logger.debug("prior proposes %s (%s): corrected energy %.4g J/token, P(meets the SLO) %.2f",
+                         p.config.short(), p.mode, p.energy_per_output_token_j, p.p_feasible)
 
     def _ask(self) -> optuna.Trial:
         with warnings.catch_warnings():
