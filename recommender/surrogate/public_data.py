@@ -216,9 +216,7 @@ def load_mlenergy_v3_csv(path: Path, source: str | None = None) -> PublicLoad:
     published steady-state ones (ITL in seconds; no TTFT/TPOT in the export).
     """
     rel = source or str(path)
-    load = PublicLoad(rel)
-    df = pd.read_csv(path)
-    load.rows_read = len(df)
+    load, df = _read_table(path, rel)
     text = df[df["task"].isin(["lm-arena-chat", "gpqa", "sourcegraph-fim"])]
     load.skipped["vision task (image/video chat)"] += len(df) - len(text)
     for (task, hf_id, _gpus), grp in text.groupby(["task", "model_id", "num_gpus"], sort=True):
@@ -248,9 +246,7 @@ def load_mlenergy_v3_csv(path: Path, source: str | None = None) -> PublicLoad:
 def load_mlenergy_v2(root: Path) -> PublicLoad:
     """ML.ENERGY leaderboard v2 text chat/code rows on A100-40GB and H100 (see the module docstring)."""
     rel = "mlenergy-leaderboard-v2/llm_mllm_configs_flat.csv"
-    load = PublicLoad(rel)
-    df = pd.read_csv(_require(root / rel))
-    load.rows_read = len(df)
+    load, df = _read_table(_require(root / rel), rel)
     text = df[df["category"] == "llm_text_generation"]
     load.skipped["vision model (mllm)"] += len(df) - len(text)
     for (task, hf_id, gpu, tp, pp), grp in text.groupby(["task", "Model", "gpu_dir", "TP", "PP"], sort=True):
@@ -340,9 +336,7 @@ def load_llm_inference_bench(root: Path) -> PublicLoad:
 def load_splitwise(root: Path) -> PublicLoad:
     """Splitwise perf-model rows (a100-80gb, h100-80gb), averaged over repeats (see the module docstring)."""
     rel = "splitwise-sim-perf-model/perf_model.csv"
-    load = PublicLoad(rel)
-    df = pd.read_csv(_require(root / rel))
-    load.rows_read = len(df)
+    load, df = _read_table(_require(root / rel), rel)
     pcap = df["hardware"] == "h100-80gb-pcap"
     load.skipped["synthetic power-capped rows (pcap)"] += int(pcap.sum())
     df = df[~pcap]
@@ -396,6 +390,14 @@ def load_public(names: Iterable[str], shared_data: str | Path) -> list[PublicLoa
         logger.info("%s", load.summary())
         out.append(load)
     return out
+
+
+def _read_table(path: Path, source: str) -> tuple[PublicLoad, pd.DataFrame]:
+    """The CSV at ``path`` and an empty :class:`PublicLoad` named ``source`` that has counted its rows."""
+    df = pd.read_csv(path)
+    load = PublicLoad(source)
+    load.rows_read = len(df)
+    return load, df
 
 
 def _require(path: Path) -> Path:
