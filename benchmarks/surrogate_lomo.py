@@ -20,7 +20,9 @@ Protocol:
   Llama-3.1-8B on 1 and 8 x H100. Medians of repeated runs; run it under ``taskset -c 0,1`` for two cores.
 
 Run: ``python benchmarks/surrogate_lomo.py [--shared-data ../shared/data] [--out runs/benchmarks]
-[--holdout-measurements data/measurements/h100]``; ``--predict-timing-only`` times the shipped model alone.
+[--holdout-measurements data/measurements/h100]``; ``--predict-timing-only`` times the shipped model alone;
+``--skip-timing --static-weight W`` / ``--latency-physics-static-weight W`` are the ablations of how much the
+static-batch rows (716 of 923) shape the fit.
 """
 
 from __future__ import annotations
@@ -48,11 +50,21 @@ SLOS_S = (0.025, 0.050, 0.100)
 METRICS = ("energy_per_output_token_j", "throughput_output_tok_s", "itl_p50_s", "itl_p99_s", "avg_power_w")
 
 
-def lomo(shared: Path) -> pd.DataFrame:
+def lomo(shared: Path, static_weight: float = 1.0, latency_physics_static_weight: float | None = None) -> pd.DataFrame:
+    """Leave-one-model-out predictions of the v3 rows. Ablations: ``static_weight`` weighs the rows of one static
+    batch (LLM-Inference-Bench, Splitwise) in every fit; ``latency_physics_static_weight`` weighs them in the least
+    squares of the ITL/TPOT baseline coefficients only (0 = latency physics calibrated on continuous batching)."""
     loads = load_public(DEFAULT_PUBLIC, shared)
     data = training.training_data([m for ld in loads for m in ld.measurements])
     v3 = data.meta["source"].str.startswith("mlenergy-leaderboard-v3").to_numpy()
-    return training.grouped_cv(data, "model", eval_mask=v3)
+    static = (training.regime_of(data.X["refill"]) == training.REGIMES[1])
+    weight = np.where(static, static_weight, 1.0) if static_weight != 1.0 else None
+    base_weight = None
+    if latency_physics_static_weight is not None:
+        latency = np.array([t.startswith(("itl_", "tpot_")) for t in T.LEARNED_TARGETS])
+        base_weight = np.where(static[:, None] & latency[None, :], latency_physics_static_weight * static_weight,
+                               np.where(static, static_weight, 1.0)[:, None])
+    return training.grouped_cv(data, "model", eval_mask=v3, sample_weight=weight, baseline_weight=base_weight)
 
 
 def served_bounds(cv: pd.DataFrame, metric: str = "itl_p50_s") -> pd.DataFrame:
@@ -213,6 +225,10 @@ def main() -> None:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--holdout-measurements", type=Path, nargs="*", default=[],
                     help="our Measurement files/folders to score a public-data-only surrogate on")
+    ap.add_argument("--static-weight", type=float, default=1.0,
+                    help="ablation: weight of static-batch rows in every fit (default 1)")
+    ap.add_argument("--latency-physics-static-weight", type=float, default=None,
+                    help="ablation: weight of static-batch rows in the ITL/TPOT baseline least squares only")
     ap.add_argument("--predict-timing-only", action="store_true",
                     help="only time predictions of the shipped model (models/surrogate-v1), e.g. under taskset")
     args = ap.parse_args()
@@ -228,7 +244,7 @@ def main() -> None:
     fmt = lambda x: f"{x:.1f}"  # noqa: E731
 
     t = time.perf_counter()
-    cv = lomo(args.shared_data)
+    cv = lomo(args.shared_data, args.static_weight, args.latency_physics_static_weight)
     cv_s = time.perf_counter() - t
     print(f"Leave-one-model-out over ML.ENERGY v3 H100 rows: {len(cv)} rows, {cv['model'].nunique()} models "
           f"({cv_s:.0f} s)\n")

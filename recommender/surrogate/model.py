@@ -160,13 +160,20 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         return np.where(np.isnan(X), self.fill_values_, X)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: Any, y: Any, groups: Any = None) -> SurrogateRegressor:
+    def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None,
+            baseline_weight: Any = None) -> SurrogateRegressor:
         """Fit one booster per target (ignoring that target's NaN rows) and the out-of-group residuals.
 
         Args:
             X: (n, p) features; NaN allowed.
             y: (n,) or (n, k) targets; NaN = not measured for that row.
             groups: optional (n,) labels (e.g. the model) for the out-of-group interval folds.
+            sample_weight: optional (n,) non-negative row weights, used by the baseline coefficients'
+                least squares and by the boosters (None = all rows weigh 1).
+            baseline_weight: optional non-negative weights for the baseline coefficients' least squares only
+                (default ``sample_weight``), (n,) for every target or (n, k) one column per target: e.g. to
+                calibrate a target's physics on the serving regime that will be predicted while every row still
+                teaches the trees.
 
         Returns:
             self.
@@ -191,6 +198,8 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         g = None if groups is None else np.asarray(groups)
         if g is not None and g.shape[0] != X.shape[0]:
             raise ValueError(f"groups has {g.shape[0]} entries but X has {X.shape[0]} rows")
+        w = _check_sample_weight(sample_weight, X.shape[0])
+        wb = [w] * k if baseline_weight is None else _check_baseline_weight(baseline_weight, X.shape[0], k)
         bases = list(self.baseline_columns) if self.baseline_columns is not None else [None] * k
         if len(bases) != k:
             raise ValueError(f"baseline_columns has {len(bases)} entries for {k} targets")
@@ -218,7 +227,7 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
         self.residual_quantiles_ = np.zeros((k, 2))
         for j in range(k):
             if len(self.baseline_index_[j]) > 1:
-                self.baseline_coef_[j] = _fit_nonnegative(X[:, self.baseline_index_[j]], Y[:, j])
+                self.baseline_coef_[j] = _fit_nonnegative(X[:, self.baseline_index_[j]], Y[:, j], wb[j])
             rows, z, transform = self._learned_scale(X, Y[:, j], self._baseline(X, j))
             self.transform_.append(transform)
             self.n_train_.append(int(rows.sum()))
@@ -228,8 +237,9 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
                 self.cv_scores_.append({"n": 0, "groups": 0, "mape": float("nan"), "median_ape": float("nan")})
                 continue
             Xj = Xf[rows][:, self.tree_index_[j]]
-            self.estimators_.append(self._base_learner().fit(Xj, z))
-            self.residual_quantiles_[j], score = self._oof_residuals(Xj, z, None if g is None else g[rows])
+            wj = None if w is None else w[rows]
+            self.estimators_.append(self._base_learner().fit(Xj, z, sample_weight=wj))
+            self.residual_quantiles_[j], score = self._oof_residuals(Xj, z, None if g is None else g[rows], wj)
             self.cv_scores_.append(score)
         self._fit_split_bins()
         self._fit_ood(X)
@@ -263,7 +273,8 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
             return rows, np.log(yj[rows]), "log"
         return rows, yj[rows], "raw"
 
-    def _oof_residuals(self, X: np.ndarray, z: np.ndarray, g: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    def _oof_residuals(self, X: np.ndarray, z: np.ndarray, g: np.ndarray | None,
+                       w: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         n = len(z)
         n_groups = len(np.unique(g)) if g is not None else 0
         if self.interval_cv < 2:
@@ -278,7 +289,7 @@ class SurrogateRegressor(RegressorMixin, BaseEstimator):
             return np.array([-half, half]), _no_score(n, n_groups)
         oof = np.empty(n)
         for tr, te in splits:
-            oof[te] = self._base_learner().fit(X[tr], z[tr]).predict(X[te])
+            oof[te] = self._base_learner().fit(X[tr], z[tr], sample_weight=None if w is None else w[tr]).predict(X[te])
         resid = z - oof
         alpha = (1.0 - self.coverage) / 2.0
         q = np.quantile(resid, [alpha, 1.0 - alpha])
@@ -474,18 +485,45 @@ def _as_list(b: Any) -> list[Any]:
     return list(b) if isinstance(b, (list, tuple)) else [b]
 
 
-def _fit_nonnegative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Coefficients ``c >= 0`` minimising ``sum_i (A_i c / y_i - 1)^2`` over rows with finite values.
+def _check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """``sample_weight`` as a float array of ``n`` finite non-negative values with a positive sum, or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries but X has {n} rows")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return w
+
+
+def _check_baseline_weight(weight: Any, n: int, k: int) -> list[np.ndarray | None]:
+    """Per target, the baseline least-squares weights from an (n,) or (n, k) array (see ``fit``)."""
+    arr = np.asarray(weight, dtype=np.float64)
+    if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
+        w = _check_sample_weight(arr.reshape(-1), n)
+        return [w] * k
+    if arr.ndim != 2 or arr.shape != (n, k):
+        raise ValueError(f"baseline_weight must have shape ({n},) or ({n}, {k}), got {arr.shape}")
+    return [_check_sample_weight(arr[:, j], n) for j in range(k)]
+
+
+def _fit_nonnegative(A: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Coefficients ``c >= 0`` minimising ``sum_i w_i (A_i c / y_i - 1)^2`` over rows with finite values
+    (``w`` = 1 when None; rows of weight 0 are left out).
 
     Falls back to ones when there are no usable rows or the solution is all zero.
     """
     from scipy.optimize import nnls
 
     rows = np.isfinite(y) & (y > 0) & np.all(np.isfinite(A), axis=1)
+    if w is not None:
+        rows &= w > 0
     if rows.sum() < 1:
         return np.ones(A.shape[1])
     scale = np.maximum(np.abs(A[rows]).max(axis=0) / np.abs(y[rows]).max(), 1e-300)
-    coef, _ = nnls(A[rows] / y[rows, None] / scale, np.ones(int(rows.sum())))
+    sw = np.ones(int(rows.sum())) if w is None else np.sqrt(w[rows])
+    coef, _ = nnls(A[rows] / y[rows, None] / scale * sw[:, None], sw)
     coef = coef / scale
     return coef if np.any(coef > 0) else np.ones(A.shape[1])
 

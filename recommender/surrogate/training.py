@@ -140,17 +140,22 @@ def make_estimator(**params: Any) -> SurrogateRegressor:
 
 
 def tpot_is_learned(data: TrainingData) -> bool:
-    """Whether enough TPOT was measured to learn it (else it is derived from ITL)."""
-    return int(data.Y["tpot_p50_s"].notna().sum()) >= T.MIN_TPOT_ROWS
+    """Whether enough TPOT was measured to learn it (else it is derived from ITL): at least
+    :data:`targets.MIN_TPOT_ROWS` rows from at least :data:`targets.MIN_TPOT_MODELS` models."""
+    has = data.Y["tpot_p50_s"].notna().to_numpy()
+    return int(has.sum()) >= T.MIN_TPOT_ROWS and data.meta["model"][has].nunique() >= T.MIN_TPOT_MODELS
 
 
-def fit_estimator(data: TrainingData, **params: Any) -> SurrogateRegressor:
-    """Fit the estimator on ``data``'s primitive targets (TPOT only when enough was measured to learn it)."""
+def fit_estimator(data: TrainingData, sample_weight: np.ndarray | None = None,
+                  baseline_weight: np.ndarray | None = None, **params: Any) -> SurrogateRegressor:
+    """Fit the estimator on ``data``'s primitive targets (TPOT only when enough was measured to learn it),
+    with optional per-row ``sample_weight``."""
     Y = data.Y.copy()
     if not tpot_is_learned(data):  # derived from ITL at prediction: do not fit (or ship) unused trees
         Y[[t for t in Y.columns if t.startswith("tpot_")]] = np.nan
     return make_estimator(**params).fit(
-        data.X[list(FEATURE_NAMES)], Y.to_numpy(), groups=data.meta["model"].to_numpy()
+        data.X[list(FEATURE_NAMES)], Y.to_numpy(), groups=data.meta["model"].to_numpy(), sample_weight=sample_weight,
+        baseline_weight=baseline_weight,
     )
 
 
@@ -161,6 +166,7 @@ def predict_metrics(est: SurrogateRegressor, X: pd.DataFrame, tpot_learned: bool
 
 
 def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | None = None,
+               sample_weight: np.ndarray | None = None, baseline_weight: np.ndarray | None = None,
                **params: Any) -> pd.DataFrame:
     """Leave-one-group-out predictions of the served metrics.
 
@@ -168,6 +174,7 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
         data: training data.
         by: metadata column to group on (``model`` = leave-one-model-out, ``workload`` = leave-one-workload-out).
         eval_mask: only groups with a row here are held out, and only these rows are scored (default: all).
+        sample_weight: per-row training weights (default: all 1).
         params: estimator hyper-parameters.
 
     Returns:
@@ -176,12 +183,14 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
     """
     mask = np.ones(len(data), bool) if eval_mask is None else np.asarray(eval_mask, bool)
     groups = data.meta[by].to_numpy()
-    tpot = tpot_is_learned(data)
     parts = []
     for g in pd.unique(groups[mask]):
         test = (groups == g) & mask
-        est = fit_estimator(data.subset(groups != g), **params)
-        pred = predict_metrics(est, data.X[test], tpot)
+        train = groups != g
+        sub = lambda w: None if w is None else np.asarray(w)[train]  # noqa: E731
+        fold = data.subset(train)
+        est = fit_estimator(fold, sub(sample_weight), sub(baseline_weight), **params)
+        pred = predict_metrics(est, data.X[test], tpot_is_learned(fold))  # as the fold's estimator was fitted
         part = data.meta[test].copy()
         part["regime"] = regime_of(data.X["refill"][test])
         part["ood"] = est.ood(data.X[test][list(FEATURE_NAMES)])[0]
