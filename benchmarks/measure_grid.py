@@ -10,7 +10,7 @@ and no run that would likely end after ``--deadline-s`` and bounds every run by 
 
 Config spec (``--config``, repeatable): comma-separated ``key=value``:
   seqs=<max_num_seqs>  btok=<max_num_batched_tokens>  chunked=0|1  precision=bf16|fp8  kv=auto|fp8
-  prefix=0|1  eager=0|1  gmu=<gpu_memory_utilization>  tp=<n>  model=<catalog name (default --model)>
+  prefix=0|1  eager=0|1  gmu=<gpu_memory_utilization>  tp=<n>  ep=0|1  model=<catalog name (default --model)>
   wl=<label>+<label>...  (only these workloads for this config; default all)
 e.g. ``seqs=128,precision=fp8,wl=chat+az12``.
 
@@ -57,6 +57,7 @@ _CFG_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "prefix": ("enable_prefix_caching", lambda v: v not in ("0", "false", "no", "off")),
     "eager": ("enforce_eager", lambda v: v not in ("0", "false", "no", "off")),
     "gmu": ("gpu_memory_utilization", float), "tp": ("tensor_parallel_size", int),
+    "ep": ("enable_expert_parallel", lambda v: v not in ("0", "false", "no", "off")),
 }  # fmt: skip
 
 

@@ -34,7 +34,9 @@ class ServingConfig(StrictModel):
     limits, "unlocked" for ``gpu_clock_mhz`` and "the GPU's default" for ``power_limit_w``.
 
     Engine knobs need a server restart; GPU knobs (clock, power limit) do not; ``replicas`` is a fleet knob
-    (independent servers of the same engine, each on ``tensor_parallel_size`` GPUs).
+    (independent servers of the same engine, each on ``tensor_parallel_size`` GPUs). ``enable_expert_parallel``
+    (MoE models, ``tensor_parallel_size > 1``): each GPU of the group holds whole experts (expert parallelism of
+    size ``tensor_parallel_size``) instead of a slice of every expert.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -47,6 +49,7 @@ class ServingConfig(StrictModel):
     kv_cache_dtype: KVCacheDtype = "auto"
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
+    enable_expert_parallel: bool = False
     gpu_memory_utilization: float = Field(default=0.9, gt=0.05, le=0.99)
     gpu_clock_mhz: int | None = Field(default=None, ge=100, le=5000)
     power_limit_w: float | None = Field(default=None, ge=50, le=2000)
@@ -58,7 +61,7 @@ class ServingConfig(StrictModel):
 
     ENGINE_KNOBS: ClassVar[tuple[str, ...]] = (
         "tensor_parallel_size", "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "precision",
-        "kv_cache_dtype", "enable_prefix_caching", "enforce_eager", "gpu_memory_utilization",
+        "kv_cache_dtype", "enable_prefix_caching", "enforce_eager", "enable_expert_parallel", "gpu_memory_utilization",
     )
 
     def engine_key(self) -> tuple[Any, ...]:
@@ -89,6 +92,8 @@ class ServingConfig(StrictModel):
             parts.append("no-prefix")
         if self.enforce_eager:
             parts.append("eager")
+        if self.enable_expert_parallel:
+            parts.append("ep")
         if self.gpu_clock_mhz:
             parts.append(f"{self.gpu_clock_mhz}MHz")
         if self.power_limit_w:

@@ -3,6 +3,8 @@
 Hard rules (``ok=False``, each failure a reason that says what to change):
 - tensor parallelism divides the attention heads, and KV heads divide or are divided by TP (vLLM's rule);
 - tensor_parallel_size x replicas <= the GPUs in the scenario;
+- expert parallelism only for a mixture-of-experts model on >= 2 tensor-parallel GPUs (elsewhere it changes
+  nothing, so a search would spend evaluations on duplicates);
 - weights plus runtime overhead fit in ``memory x gpu_memory_utilization`` per GPU, and the KV cache left
   holds at least one ``max_model_len`` sequence (vLLM refuses to start otherwise);
 - ``max_num_batched_tokens >= max_num_seqs``, and without chunked prefill ``>= max_model_len``;
@@ -101,6 +103,11 @@ def check_feasibility(config: ServingConfig, scenario: Scenario) -> Feasibility:
     kv = model.num_kv_heads
     if not (kv % tp == 0 or tp % kv == 0):
         reasons.append(f"tensor_parallel_size {tp} and the {kv} KV heads do not divide one another")
+    if cfg.enable_expert_parallel and (model.num_experts <= 1 or tp < 2):
+        reasons.append(
+            "enable_expert_parallel needs a mixture-of-experts model and tensor_parallel_size >= 2 (it splits the "
+            f"experts over the tensor-parallel GPUs; {model.name}: {model.num_experts} experts, tp {tp}); set it false"
+        )
     if cfg.num_gpus > scenario.hardware.count:
         reasons.append(
             f"tensor_parallel_size x replicas = {tp} x {cfg.replicas} = {cfg.num_gpus} GPUs, "
@@ -185,6 +192,9 @@ def feasible_mask(configs: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     kv = model.num_kv_heads
     ok = (model.num_attention_heads % tp == 0) & ((kv % tp == 0) | (tp % kv == 0))
     ok &= tp * reps <= scenario.hardware.count
+    if "enable_expert_parallel" in configs:
+        ep = configs["enable_expert_parallel"].to_numpy(dtype=bool)
+        ok &= ~ep | ((model.num_experts > 1) & (tp >= 2))
     max_len = scenario.effective_max_model_len()
     ok &= btok >= seqs
     ok &= chunked | (btok >= max_len)

@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
         prefix_caching: Optional[bool] = typer.Option(None, "--prefix-caching/--no-prefix-caching"),
         enforce_eager: Optional[bool] = typer.Option(None, "--enforce-eager/--cuda-graphs",
                                                      help="Disable CUDA graphs."),
+        expert_parallel: Optional[bool] = typer.Option(None, "--expert-parallel/--no-expert-parallel",
+                                                       help="MoE: experts split whole over the tp GPUs."),
         gpu_memory_utilization: Optional[float] = typer.Option(None, "--gpu-memory-utilization"),
         gpu_clock_mhz: Optional[int] = typer.Option(None, "--gpu-clock-mhz", help="Lock the SM clock (needs "
                                                     "--allow-gpu-tuning)."),
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
             "max_num_batched_tokens": max_num_batched_tokens, "precision": precision,
             "kv_cache_dtype": kv_cache_dtype, "enable_chunked_prefill": chunked_prefill,
             "enable_prefix_caching": prefix_caching, "enforce_eager": enforce_eager,
-            "gpu_memory_utilization": gpu_memory_utilization, "gpu_clock_mhz": gpu_clock_mhz,
+            "enable_expert_parallel": expert_parallel, "gpu_memory_utilization": gpu_memory_utilization, "gpu_clock_mhz": gpu_clock_mhz,
             "power_limit_w": power_limit_w,
         })  # fmt: skip
         indices = None

@@ -40,10 +40,11 @@ def knob_features(configs: Sequence[ServingConfig], gpu: GPUSpec) -> np.ndarray:
             math.log2(c.tensor_parallel_size), math.log2(c.replicas), math.log2(r.max_num_seqs or 1),
             math.log2(r.max_num_batched_tokens or 1), float(c.enable_chunked_prefill), float(c.precision == "fp8"),
             float(c.kv_cache_dtype == "fp8"), float(c.enable_prefix_caching), float(c.enforce_eager),
+            float(c.enable_expert_parallel),
             c.gpu_memory_utilization, (c.gpu_clock_mhz or gpu.sm_clock_max_mhz) / gpu.sm_clock_max_mhz,
             (c.power_limit_w or gpu.tdp_w) / gpu.tdp_w,
         ])
-    return np.asarray(rows, dtype=float).reshape(len(rows), 12)
+    return np.asarray(rows, dtype=float).reshape(len(rows), 13)
 
 
 class Standardizer:

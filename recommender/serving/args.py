@@ -74,6 +74,8 @@ def engine_options(config: ServingConfig, scenario: Scenario) -> dict[str, Any]:
     opts["kv-cache-dtype"] = config.kv_cache_dtype
     opts["enable-prefix-caching"] = config.enable_prefix_caching
     opts["enforce-eager"] = config.enforce_eager
+    if config.enable_expert_parallel:
+        opts["enable-expert-parallel"] = True
     opts["gpu-memory-utilization"] = config.gpu_memory_utilization
     opts["max-model-len"] = scenario.effective_max_model_len()
     return opts

@@ -41,6 +41,7 @@ GPU_FEATURES: tuple[str, ...] = (
 KNOB_FEATURES: tuple[str, ...] = (
     "tensor_parallel_size", "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
     "enable_prefix_caching", "enforce_eager", "gpu_memory_utilization", "precision_fp8", "kv_cache_fp8",
+    "enable_expert_parallel",
 )
 WORKLOAD_FEATURES: tuple[str, ...] = (
     "input_tokens_mean", "input_tokens_p90", "input_tokens_p99", "output_tokens_mean", "output_tokens_p90",
@@ -170,7 +171,7 @@ def _workload_columns(scenario: Scenario) -> dict[str, float]:
 _KNOBS: tuple[str, ...] = (
     "tensor_parallel_size", "replicas", "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
     "enable_prefix_caching", "enforce_eager", "gpu_memory_utilization", "precision", "kv_cache_dtype",
-    "gpu_clock_mhz", "power_limit_w",
+    "gpu_clock_mhz", "power_limit_w", "enable_expert_parallel",
 )
 
 

@@ -9,7 +9,8 @@ What is used, and what is not (and why):
   J per output token for the whole server, ITL p50/p90/p95/p99. ``image-chat``/``video-chat`` rows are skipped
   (vision inputs), as are models whose architecture is not in the catalog (Mamba hybrids such as Nemotron
   Nano, DeciLM with per-layer KV heads, Phi-3-small with block-sparse attention).
-  Expert-parallel MoE runs (TP 1 x EP n) are recorded as ``tensor_parallel_size = n`` (weights split n ways).
+  Expert-parallel MoE runs (TP 1 x EP n in the export) are recorded as ``tensor_parallel_size = n`` with
+  ``enable_expert_parallel`` (vLLM's ``--enable-expert-parallel``: experts split whole over the n GPUs).
 - **ML.ENERGY v2** (``llm_mllm_configs_flat.csv``, vLLM 0.5.4, A100-40GB and H100): text chat and code;
   J/token = energy per request / mean output tokens, power = J/token x throughput, mean TPOT.
 - **LLM-Inference-Bench** (vLLM rows on A100/H100 only; other engines and accelerators skipped): static
@@ -212,7 +213,9 @@ def load_mlenergy_v3_csv(path: Path, source: str | None = None) -> PublicLoad:
 
     One measurement per text row whose model is in :data:`MODEL_MAP`: the scenario's workload is named
     :data:`MLENERGY_V3_WORKLOAD` with the task, the GPU count is the row's, and the config is
-    ``ServingConfig(tensor_parallel_size=num_gpus, max_num_seqs, precision as mapped)``; metrics are the
+    ``ServingConfig(tensor_parallel_size=num_gpus, max_num_seqs, precision as mapped)``, with
+    ``enable_expert_parallel`` where the row ran its experts expert-parallel (``expert_parallel > 1``: every
+    multi-GPU MoE row of the export; vLLM's EP group is the TP group); metrics are the
     published steady-state ones (ITL in seconds; no TTFT/TPOT in the export).
     """
     rel = source or str(path)
@@ -227,7 +230,8 @@ def load_mlenergy_v3_csv(path: Path, source: str | None = None) -> PublicLoad:
         wl = _workload(MLENERGY_V3_WORKLOAD.format(task=task), str(task), float(grp["avg_output_len"].mean()))
         for r in grp.itertuples(index=False):
             cfg = ServingConfig(tensor_parallel_size=int(r.num_gpus), max_num_seqs=int(r.max_num_seqs),
-                                precision=precision)  # type: ignore[arg-type]
+                                precision=precision,  # type: ignore[arg-type]
+                                enable_expert_parallel=int(r.expert_parallel) > 1)
             met = Metrics(
                 energy_per_output_token_j=float(r.energy_per_token_joules), avg_power_w=float(r.avg_power_watts),
                 throughput_output_tok_s=float(r.output_throughput_tokens_per_sec),

@@ -8,7 +8,11 @@ Per replica (``tp`` GPUs sharing the weights), with ``B`` running sequences of m
 
 - decode step, memory: ``(W_touched(B) + B * kv_seq_bytes(ctx)) / (tp * bandwidth)``; ``W_touched`` counts the
   dense weights plus the routed experts that ``B`` tokens touch, ``E * (1 - (1 - k/E)^B)`` of ``E`` (uniform
-  routing);
+  routing). With expert parallelism (``enable_expert_parallel``) each of the ``tp`` GPUs holds ``E / tp`` whole
+  experts and the step waits for the busiest one: it reads the expected *maximum* over GPUs of the experts
+  touched on one GPU (each expert touched with probability ``p`` independently: mean ``E/tp * p``, plus
+  ``sqrt(2 ln tp)`` standard deviations, at most ``E/tp``), so at small batches EP reads more per step than
+  tensor parallelism (which slices every touched expert evenly) and as much once every expert is touched;
 - KV reads alone (a basis term, ``step_kv_s``): ``B * kv_seq_bytes(ctx) / (tp * bandwidth)``, the part of the
   memory time decode attention spends streaming the cache: paged attention reaches a different share of peak
   bandwidth than weight streaming, so the fit gives it a coefficient of its own;
@@ -58,17 +62,26 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "attn_flops_per_ctx_token", "kv_bytes_per_ctx_token", "hidden_size", "intermediate_size", "vocab_size",
     "num_layers", "gpu_link_gb_s",
     "gpu_peak_tflops", "gpu_mem_bw_tb_s", "gpu_memory_gb", "tensor_parallel_size", "replicas", "max_num_seqs",
-    "max_num_batched_tokens", "enable_chunked_prefill", "gpu_memory_utilization", "input_tokens_mean",
+    "max_num_batched_tokens", "enable_chunked_prefill", "enable_expert_parallel", "gpu_memory_utilization",
+    "input_tokens_mean",
     "input_tokens_p99", "output_tokens_mean", "concurrency", "arrival_rate_rps", "num_requests",
 )
 
 
-def _touched_weight_bytes(c: dict[str, Any], tokens: np.ndarray) -> np.ndarray:
-    """Weight bytes one step reads when ``tokens`` tokens are routed (dense part always, experts as touched)."""
+def _touched_weight_bytes(c: dict[str, Any], tokens: np.ndarray, busiest: bool = True) -> np.ndarray:
+    """Weight bytes one step reads when ``tokens`` tokens are routed (dense part always, experts as touched),
+    counted as ``tp`` times what the busiest GPU reads (so ``/ (tp * bandwidth)`` is that GPU's time); with
+    ``busiest=False`` what all GPUs read together (the same without expert parallelism)."""
     frac = np.asarray(c["moe_expert_weight_frac"], dtype=float)
-    k_over_e = np.asarray(c["experts_per_token"], dtype=float) / np.maximum(np.asarray(c["num_experts"], float), 1.0)
+    experts = np.maximum(np.asarray(c["num_experts"], float), 1.0)
+    k_over_e = np.asarray(c["experts_per_token"], dtype=float) / experts
     touched = 1.0 - np.power(np.clip(1.0 - k_over_e, 0.0, 1.0), np.maximum(tokens, 1.0))
     touched = np.where(frac > 0, touched, 0.0)
+    tp = np.maximum(np.asarray(c["tensor_parallel_size"], float), 1.0)
+    ep = np.nan_to_num(np.asarray(c.get("enable_expert_parallel", 0.0), float)) > 0.5
+    local = experts / tp  # experts per GPU under expert parallelism
+    most = local * touched + np.sqrt(2.0 * np.log(tp)) * np.sqrt(local * touched * (1.0 - touched))
+    touched = np.where(ep & (tp > 1) & busiest, np.minimum(most, local) / local, touched)
     return np.asarray(c["weight_bytes"], float) * ((1.0 - frac) + frac * touched)
 
 
@@ -80,6 +93,13 @@ def _decode_step(c: dict[str, Any], batch: np.ndarray, ctx: np.ndarray) -> tuple
     flops = batch * (np.asarray(c["flops_per_token"], float) + np.asarray(c["attn_flops_per_ctx_token"], float) * ctx)
     mem = _touched_weight_bytes(c, batch) + batch * ctx * np.asarray(c["kv_bytes_per_ctx_token"], float)
     return flops / peak, mem / bw
+
+
+def _mean_memory_time(c: dict[str, Any], batch: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    """Memory time of a decode step averaged over the GPUs (below the busiest GPU's under expert parallelism)."""
+    bw = np.asarray(c["gpu_mem_bw_tb_s"], float) * 1e12 * np.asarray(c["tensor_parallel_size"], float)
+    kv = batch * ctx * np.asarray(c["kv_bytes_per_ctx_token"], float)
+    return (_touched_weight_bytes(c, batch, busiest=False) + kv) / bw
 
 
 def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -207,6 +227,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         "load_ratio": load,
         "compute_share": np.clip((np.where(tc >= tm, tc, 0.0) + batch * inp / out * t_pf_tok) / t_total, 0.0, 1.0),
         "util_compute": np.clip(compute / t_total, 0.0, 1.0),
-        "util_memory": np.clip(tm / t_total, 0.0, 1.0),
+        # power follows the mean GPU's work: under expert parallelism the others wait for the busiest one
+        "util_memory": np.clip(_mean_memory_time(f, batch, ctx) / t_total, 0.0, 1.0),
         "fits_memory": (kv_free > 0).astype(float),
     }

@@ -84,6 +84,16 @@ def test_vllm_defaults_resolved_per_gpu() -> None:
     assert ServingConfig().resolved(get_gpu("L40S")).max_num_batched_tokens == 2048
 
 
+def test_expert_parallel_only_for_moe_on_several_gpus() -> None:
+    moe, dense = _scenario("Qwen3-30B-A3B", count=2), _scenario("Llama-3.1-8B", count=2)
+    assert check_feasibility(ServingConfig(tensor_parallel_size=2, enable_expert_parallel=True), moe).ok
+    for cfg, sc in ((ServingConfig(tensor_parallel_size=2, enable_expert_parallel=True), dense),
+                    (ServingConfig(tensor_parallel_size=1, enable_expert_parallel=True), moe)):
+        f = check_feasibility(cfg, sc)
+        assert not f.ok
+        assert any("enable_expert_parallel" in r and "set it false" in r for r in f.reasons)
+
+
 def test_vectorized_mask_equals_scalar_check() -> None:
     import pandas as pd
 

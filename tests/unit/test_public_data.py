@@ -41,6 +41,9 @@ def test_mlenergy_v3_rows_units_and_skips() -> None:
     fp8 = [x for x in load.measurements if x.config.precision == "fp8"]
     assert fp8 and fp8[0].config.tensor_parallel_size == fp8[0].scenario.hardware.count
     assert "expert parallel" in fp8[0].notes
+    # the export's TP 1 x EP n MoE rows ran vLLM's expert parallelism over the n GPUs
+    assert fp8[0].config.enable_expert_parallel
+    assert not m.config.enable_expert_parallel
 
 
 def test_mlenergy_v3_workloads_describe_the_task() -> None:

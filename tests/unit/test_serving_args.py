@@ -71,6 +71,14 @@ def test_every_knob(scenario: Scenario) -> None:
     assert "1500" not in joined and "500" not in joined.replace("0.85", "")  # GPU knobs are not vLLM flags
 
 
+def test_expert_parallel_flag_only_when_on(scenario: Scenario) -> None:
+    assert "--enable-expert-parallel" not in build_serve_args(ServingConfig(), scenario, "/m", 1)
+    on = ServingConfig(tensor_parallel_size=2, enable_expert_parallel=True)
+    assert "--enable-expert-parallel" in build_serve_args(on, scenario, "/m", 1)
+    assert to_vllm_config_yaml(on, scenario)["enable-expert-parallel"] is True
+    assert on.short().endswith(" ep") and on.engine_key() != ServingConfig(tensor_parallel_size=2).engine_key()
+
+
 def test_flag_table_is_versioned_data() -> None:
     assert flag_table("0.9.2")["quiet-request-log"] == ("--disable-log-requests",)
     assert flag_table("0.26.0")["quiet-request-log"] == ("--no-enable-log-requests",)

@@ -91,6 +91,21 @@ def test_moe_touches_fewer_weights_at_small_batch() -> None:
     assert small["t_decode_memory_s"] < 0.3 * big["t_decode_memory_s"]
 
 
+def test_expert_parallel_waits_for_the_busiest_gpu_at_small_batch() -> None:
+    sc = _scenario("Qwen3-30B-A3B", count=4)
+    cfgs = [ServingConfig(tensor_parallel_size=4, max_num_seqs=s, enable_expert_parallel=ep)
+            for s in (2, 1024) for ep in (False, True)]
+    f = build_features(sc, cfgs)
+    tp_small, ep_small, tp_big, ep_big = (f.iloc[i] for i in range(4))
+    # few tokens: the busiest GPU holds more touched experts than the even slice tensor parallelism reads
+    assert ep_small["t_decode_memory_s"] > 1.2 * tp_small["t_decode_memory_s"]
+    # the other GPUs wait: the mean utilisation (what power follows) stays below the busiest GPU's
+    assert ep_small["util_memory"] < ep_small["t_decode_memory_s"] / ep_small["itl_est_s"]
+    # every expert touched: both read all weights once
+    assert ep_big["t_decode_memory_s"] == pytest.approx(tp_big["t_decode_memory_s"], rel=0.02)
+    assert f["enable_expert_parallel"].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
 def test_replicas_split_the_traffic() -> None:
     wl = get_preset("mlenergy-chat", num_requests=512)
     f = build_features(_scenario(count=4, workload=wl), [ServingConfig(replicas=1), ServingConfig(replicas=4)])
