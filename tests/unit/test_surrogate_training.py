@@ -85,3 +85,23 @@ def test_residual_quantiles_are_calibrated_apart_per_regime() -> None:
     few = cv.iloc[: n + 5]  # 5 static rows: below min_rows, that regime is left out (the predictor falls back)
     assert set(training.regime_residual_quantiles(few)) == {"continuous"}
     assert training.regime_of([1.0, 0.5, 0.2, 0.0]).tolist() == ["continuous", "continuous", "static", "static"]
+
+
+def test_tpot_is_learned_only_from_several_models() -> None:
+    """TPOT measured on one or two models would be a guess for the next: it is derived from ITL until three
+    models (and 20 rows) measured it; each held-out fold decides for itself."""
+    v3 = load_mlenergy_v3(PUBLIC).measurements
+    data = training.training_data(v3)
+    n = len(data)
+    models = data.meta["model"].to_numpy()
+    names = list(dict.fromkeys(models))
+    data.Y["tpot_p50_s"] = np.nan
+    assert not training.tpot_is_learned(data)
+    data.Y["tpot_p50_s"] = np.where(np.isin(models, names[:2]), 0.01, np.nan)
+    data.Y = pd.concat([data.Y] * 10, ignore_index=True)  # enough rows: only the model count is short
+    data.meta = pd.concat([data.meta] * 10, ignore_index=True)
+    data.X = pd.concat([data.X] * 10, ignore_index=True)
+    assert len(data) == 10 * n and not training.tpot_is_learned(data)
+    assert len(names) == 3
+    data.Y["tpot_p50_s"] = np.where(np.isin(data.meta["model"], names), 0.01, np.nan)
+    assert training.tpot_is_learned(data)
