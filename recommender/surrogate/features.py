@@ -55,10 +55,10 @@ PHYSICS_FEATURES: tuple[str, ...] = (
     "itl_est_s", "itl_tail_est_s", "ttft_est_s", "load_ratio", "compute_share", "util_compute", "util_memory",
     "power_est_w", "energy_est_j", "power_idle_w", "power_util_compute_w", "power_util_memory_w",
     "step_roofline_s", "step_layers_s", "step_moe_layers_s", "step_batch_layers_s", "step_batch_moe_layers_s",
-    "step_prefill_s", "step_const_s", "step_kv_s", "step_tail_s", "ttft_wait_s", "ttft_prefill_s",
+    "step_prefill_s", "step_const_s", "step_kv_s", "step_tail_s", "step_ep_wait_s", "ttft_wait_s", "ttft_prefill_s",
     "ttft_service_est_s", "energy_tok_roofline_j", "energy_tok_layers_j", "energy_tok_moe_layers_j",
     "energy_tok_batch_layers_j", "energy_tok_batch_moe_layers_j", "energy_tok_comm_j", "energy_tok_const_j",
-    "energy_tok_prefill_j", "energy_tok_kv_j",
+    "energy_tok_prefill_j", "energy_tok_kv_j", "energy_tok_ep_wait_j",
 )
 #: Features that depend on how many requests a run had (not on the steady state it measured): kept for the
 #: queueing formulas, hidden from the trees, which see ``refill`` and ``load_capped`` instead.
@@ -275,8 +275,9 @@ def build_features(
     c["power_util_memory_w"] = c["power_est_w"] * phys["util_memory"]
     # energy per output token of each step term (TDP x time per output token): the direct energy baseline
     per_tok = c["power_est_w"] / phys["batch_est"]
-    for term in ("roofline", "layers", "moe_layers", "batch_layers", "batch_moe_layers", "const", "kv"):
+    for term in ("roofline", "layers", "moe_layers", "batch_layers", "batch_moe_layers", "const", "kv", "ep_wait"):
         c[f"energy_tok_{term}_j"] = per_tok * phys[f"step_{term}_s"]
+    c["energy_tok_roofline_j"] = per_tok * (phys["step_roofline_s"] - phys["step_ep_wait_s"])  # the mean GPU's
     c["energy_tok_comm_j"] = per_tok * phys["t_comm_s"]
     c["energy_tok_prefill_j"] = c["power_est_w"] * c["input_tokens_mean"] / np.maximum(
         c["output_tokens_mean"], 1.0) * phys["t_prefill_token_s"]

@@ -116,7 +116,8 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         replica), ``itl_est_s``, ``itl_tail_est_s``, ``ttft_est_s``, ``load_ratio``, ``compute_share``,
         ``util_compute``, ``util_memory``, ``fits_memory`` (1.0 or 0.0), and the basis terms ``step_*`` (parts
         of a decode step: roofline, per-layer and per-sequence-per-layer overhead units, MoE variants, mixed-in
-        prefill, reading the batch's KV cache at peak bandwidth, the longest prefill chunk) and
+        prefill, reading the batch's KV cache at peak bandwidth, the longest prefill chunk, the expert-parallel
+        wait for the busiest GPU) and
         ``ttft_wait_s`` / ``ttft_prefill_s``.
     """
     n = max(np.size(np.asarray(v)) for v in c.values())
@@ -161,6 +162,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         target = np.minimum(cap, np.maximum(rate * e2e, 1.0))
         batch = np.where(closed, batch, 0.5 * batch + 0.5 * target)
     td, tc, tm = step(batch)
+    tm_mean = _mean_memory_time(f, batch, ctx)
     t_tok = td / batch + inp / out * t_pf_tok
     tput = 1.0 / t_tok
 
@@ -194,6 +196,9 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
     basis = {
         # terms of a step (ITL) whose non-negative combination the surrogate fits (see BASIS_* in training)
         "step_roofline_s": np.maximum(tc, tm),
+        # expert parallelism: how much longer the busiest GPU streams weights than the mean one (the others
+        # wait, at low power: energy counts it apart from the roofline step)
+        "step_ep_wait_s": np.maximum(tc, tm) - np.maximum(tc, tm_mean),
         "step_layers_s": layers * LAYER_UNIT_S,
         "step_moe_layers_s": moe_layers * LAYER_UNIT_S,
         "step_batch_layers_s": batch * layers * SEQ_LAYER_UNIT_S,
@@ -228,6 +233,6 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         "compute_share": np.clip((np.where(tc >= tm, tc, 0.0) + batch * inp / out * t_pf_tok) / t_total, 0.0, 1.0),
         "util_compute": np.clip(compute / t_total, 0.0, 1.0),
         # power follows the mean GPU's work: under expert parallelism the others wait for the busiest one
-        "util_memory": np.clip(_mean_memory_time(f, batch, ctx) / t_total, 0.0, 1.0),
+        "util_memory": np.clip(tm_mean / t_total, 0.0, 1.0),
         "fits_memory": (kv_free > 0).astype(float),
     }

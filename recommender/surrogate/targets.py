@@ -55,7 +55,7 @@ POWER_BASIS: tuple[str, ...] = ("power_est_w", "power_idle_w", "power_util_compu
 ENERGY_BASIS: tuple[str, ...] = (
     "energy_tok_roofline_j", "energy_tok_layers_j", "energy_tok_moe_layers_j", "energy_tok_batch_layers_j",
     "energy_tok_batch_moe_layers_j", "energy_tok_comm_j", "energy_tok_const_j", "energy_tok_prefill_j",
-    "energy_tok_kv_j",
+    "energy_tok_kv_j", "energy_tok_ep_wait_j",
 )
 
 #: Primitive target -> baseline columns (None = learned on the log scale without a baseline).
@@ -74,7 +74,7 @@ LEARNED: dict[str, tuple[str, ...] | None] = {
 LEARNED_TARGETS: tuple[str, ...] = tuple(LEARNED)
 #: Basis columns only the trees of the targets whose baseline uses them may split on: the per-token energy
 #: terms, and the KV-read time (the TTFT trees, splitting on it, lost 13 points of leave-one-model-out MAPE).
-BASIS_ONLY: frozenset[str] = frozenset(ENERGY_BASIS) | {"step_kv_s"}
+BASIS_ONLY: frozenset[str] = frozenset(ENERGY_BASIS) | {"step_kv_s", "step_ep_wait_s"}
 
 #: Served metrics (Measurement metric keys).
 METRICS: tuple[str, ...] = (
