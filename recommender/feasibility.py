@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from numpy.typing import ArrayLike
 
@@ -77,6 +79,19 @@ def _budget(model: ModelSpec, gpu: GPUSpec, tp: ArrayLike, seqs: ArrayLike, btok
     kv_per_token = kv_tok * np.maximum(1.0, kv / np.asarray(tp, dtype=float)) / kv
     return {"usable": usable, "weights": weights, "overhead": overhead, "kv_per_token": kv_per_token,
             "kv_free": usable - weights - overhead}
+
+
+def free_memory_bytes_per_gpu(configs: Sequence[ServingConfig], scenario: Scenario) -> np.ndarray:
+    """Per config, the memory model's bytes per GPU left for the KV cache (``usable - weights - overhead``; may be
+    negative): a config with less than one that ran out of memory is expected to run out too."""
+    gpu, model = scenario.hardware.spec, scenario.model_spec
+    rs = [c.resolved(gpu) for c in configs]
+    b = _budget(model, gpu, np.array([c.tensor_parallel_size for c in rs], dtype=float),
+                np.array([c.max_num_seqs or 0 for c in rs], dtype=float),
+                np.array([c.max_num_batched_tokens or 0 for c in rs], dtype=float),
+                np.array([c.gpu_memory_utilization for c in rs], dtype=float),
+                np.array([c.precision == "fp8" for c in rs]), np.array([c.kv_cache_dtype == "fp8" for c in rs]))
+    return np.asarray(b["kv_free"], dtype=float).reshape(len(rs))
 
 
 def _weight_dtype(precision: str) -> str:

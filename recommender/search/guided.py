@@ -25,7 +25,9 @@ the sampler. Here the prior keeps proposing, and learns from every evaluation:
 Everything it needs is read from the study's trials, so it resumes, and workers sharing a storage agree on
 turns. :mod:`recommender.search.runner` enqueues the proposals (``Study.enqueue_trial``, user attribute
 ``proposed_by = "prior:<predictor>"``) and keeps its guarantees for them as for any trial (budget, never
-evaluated twice, re-queue on failure). Failed evaluations (OOM, ...) are excluded but teach the model nothing.
+evaluated twice, re-queue on failure). Failed evaluations are excluded; one that ran out of memory also marks
+every config the memory model gives no more free memory per GPU (:func:`recommender.feasibility.free_memory_bytes_per_gpu`)
+as likely to fail: their acquisition is multiplied by :data:`OOM_PENALTY`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recommender.feasibility import free_memory_bytes_per_gpu
 from recommender.pareto import ENERGY_KEY
 from recommender.search._prior_model import (
     ResidualModel,
@@ -67,6 +70,9 @@ PATIENCE = 3  # prior evaluations in a row without improvement before the sample
 SAMPLER_EVERY = 3  # once the prior stagnates, every third proposal is the sampler's
 FRONT_EVERY = 2  # and every second of the prior's proposals is for the front
 MIN_GAIN = 0.005  # an improvement lowers the best feasible energy by more than this fraction
+#: Acquisition factor of a config whose estimated free memory per GPU is no more than that of a config that ran
+#: out of memory (the memory model ranks configs well but its absolute numbers are estimates: not zero).
+OOM_PENALTY = 0.05
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,7 @@ class PriorGuide:
         self._knobs = np.zeros((0, 0))  # standardized knob features
         self._logs = np.zeros((0, len(self.metrics)))  # log predictions (NaN row: unusable)
         self._scaler: Standardizer | None = None
+        self._free_mem = np.zeros(0)  # per row: the memory model's free bytes per GPU (see OOM_PENALTY)
         self._log_mean, self._log_sd = np.zeros(len(self.metrics)), np.ones(len(self.metrics))
 
     # ---- pool and predictions -------------------------------------------------------------------------------
@@ -207,6 +214,8 @@ class PriorGuide:
             self._keys.append(config_key(c))
         knobs = self._scaler(knob_features([c for c, _ in rows], self._gpu))
         self._knobs = np.vstack([self._knobs, knobs]) if len(self._knobs) else knobs
+        self._free_mem = np.concatenate([self._free_mem, free_memory_bytes_per_gpu([c for c, _ in rows],
+                                                                                  self.scenario)])
         self._logs = np.vstack([self._logs, np.array([y for _, y in rows])])
 
     def _rows(self, configs: Sequence[ServingConfig]) -> list[int]:
@@ -250,7 +259,7 @@ class PriorGuide:
         size = len(self.pool)
         if n <= 0 or not size:
             return []
-        seen, observed, pending = self._read(trials)
+        seen, observed, pending, oom = self._read(trials)
         cand = np.array([i for i, k in enumerate(self._keys[:size]) if k not in seen], dtype=int)
         if not len(cand):
             return []
@@ -260,13 +269,15 @@ class PriorGuide:
         believed = np.array(self._rows(pending), dtype=int)
         models = [self._fit(i, observed) for i in range(len(self.metrics))]
         feasible = np.array([o.logs[:2] for o in observed if o.meets_slo and not np.isnan(o.logs[1])]).reshape(-1, 2)
+        oom_free = free_memory_bytes_per_gpu(oom, self.scenario).max() if oom else -math.inf
+        runs = np.where(self._free_mem[cand] <= oom_free, OOM_PENALTY, 1.0)  # as short of memory as an OOM
         out: list[Proposal] = []
         while len(out) < n and len(cand):
             if len(believed):
                 models = [self._believe(mdl, believed, i) for i, mdl in enumerate(models)]
             mean, std = zip(*(mdl.predict(self._features(cand, i)) for i, mdl in enumerate(models)), strict=True)
             mu, sd = self._logs[cand] + np.column_stack(mean), np.column_stack(std)
-            pof = p_feasible(mu, sd, self._limit_cols)
+            pof = p_feasible(mu, sd, self._limit_cols) * runs
             acq = self._front_gain(mu, feasible) * pof if front else np.zeros(len(cand))
             mode = "front"
             if not acq.max() > 0:
@@ -277,7 +288,7 @@ class PriorGuide:
             out.append(Proposal(self._configs[cand[j]], float(math.exp(mu[j, 0])), float(pof[j]), float(acq[j]),
                                 mode))
             believed = cand[j : j + 1]
-            cand = np.delete(cand, j)
+            cand, runs = np.delete(cand, j), np.delete(runs, j)
         return out
 
     def _front_gain(self, mu: np.ndarray, front: np.ndarray) -> np.ndarray:
@@ -304,13 +315,15 @@ class PriorGuide:
         return model.condition(x, mean)
 
     def _read(self, trials: Sequence[optuna.trial.FrozenTrial]
-              ) -> tuple[set[str], list[_Observed], list[ServingConfig]]:
-        """Keys to exclude, evaluated configs with their log metrics, and running/queued configs."""
+              ) -> tuple[set[str], list[_Observed], list[ServingConfig], list[ServingConfig]]:
+        """Keys to exclude, evaluated configs with their log metrics, running/queued configs, and evaluated configs
+        that ran out of memory."""
         from recommender.config import ServingConfig
 
         seen: set[str] = set()
         observed: dict[str, _Observed] = {}
         pending: dict[str, ServingConfig] = {}
+        oom: dict[str, ServingConfig] = {}
         for t in trials:
             key = held_config_key(t, self.space)
             if key is None or t.user_attrs.get("kind") == SKIPPED:  # a skipped trial did not evaluate its config
@@ -318,6 +331,9 @@ class PriorGuide:
             seen.add(key)
             if t.state.name in ("WAITING", "RUNNING"):
                 pending.setdefault(key, ServingConfig.model_validate_json(key))
+            elif t.user_attrs.get("kind") == EVALUATED and t.state.name == "FAIL" \
+                    and t.user_attrs.get("failure_reason") == "oom":
+                oom.setdefault(key, ServingConfig.model_validate_json(key))
             elif t.user_attrs.get("kind") == EVALUATED and t.state.name == "COMPLETE" and key not in observed:
                 metrics = t.user_attrs.get("metrics", {})
                 y = np.array([math.log(v) if (v := metrics.get(k)) and v > 0 else np.nan for k in self.metrics])
@@ -325,7 +341,7 @@ class PriorGuide:
                     observed[key] = _Observed(ServingConfig.model_validate_json(key), y,
                                               bool(t.user_attrs.get("meets_slo")))
         pending_list = [c for k, c in pending.items() if k not in observed]
-        return seen, list(observed.values()), pending_list
+        return seen, list(observed.values()), pending_list, list(oom.values())
 
 
 def describe(p: Proposal) -> dict[str, Any]:

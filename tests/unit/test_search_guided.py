@@ -172,6 +172,34 @@ def test_a_predictor_that_fails_everything_leaves_the_search_to_the_sampler(scen
     assert r.evaluations == 6 and len({config_key(c) for c in ev.calls}) == 6
 
 
+def test_an_oom_steers_proposals_away_from_configs_with_less_free_memory(scenario: Scenario) -> None:
+    """After an out-of-memory failure, configs the memory model gives no more free memory per GPU than it are
+    proposed only once nothing roomier promises as much."""
+    import json
+
+    from optuna.trial import TrialState, create_trial
+
+    from recommender.feasibility import free_memory_bytes_per_gpu
+
+    slo, table = SLO.parse(SLO_TEXT), truth_table(scenario)
+    ev = ReplayEvaluator(table)
+    guide = PriorGuide(ev.space(), scenario, slo, "tpot_p90_s", _prior(table), lambda c: _OK)
+    before = [p.config for p in guide.propose([], 6)]
+    failed = before[0]
+    oom = create_trial(state=TrialState.FAIL, user_attrs={
+        "kind": "evaluated", "failure_reason": "oom", "config": json.loads(config_key(failed))})
+    after = [p.config for p in guide.propose([oom], 6)]
+    limit = free_memory_bytes_per_gpu([failed], scenario)[0]
+    tighter = lambda cs: [c for c in cs if free_memory_bytes_per_gpu([c], scenario)[0] <= limit]  # noqa: E731
+    assert config_key(failed) not in {config_key(c) for c in after}
+    assert len(tighter(before)) > 1  # the prior alone liked configs as tight as the one that failed
+    assert not tighter(after)
+    # any other failure reason teaches nothing about memory
+    crash = create_trial(state=TrialState.FAIL, user_attrs={
+        "kind": "evaluated", "failure_reason": "crashed", "config": json.loads(config_key(failed))})
+    assert tighter([p.config for p in guide.propose([crash], 6)])
+
+
 # ---- turns -------------------------------------------------------------------------------------------------
 def _trial(number: int, prior: bool, energy: float | None, state: str = "COMPLETE",
            mode: str = "energy") -> optuna.trial.FrozenTrial:
