@@ -195,12 +195,12 @@ def grid_truths(surrogate: Any) -> list[Truth]:
 # ---- the leave-one-model-out prior --------------------------------------------------------------------------
 def load_training_measurements(shared: Path) -> list[Measurement]:
     """What ``train_surrogate(measurement_paths=["data/measurements"], shared_data=shared)`` trains on."""
-    from recommender.dataset import load_measurements
+    from recommender.dataset import load_training_measurements
     from recommender.surrogate.build import DEFAULT_PUBLIC
     from recommender.surrogate.public_data import load_public
 
     logging.getLogger("recommender.surrogate").setLevel(logging.WARNING)
-    own = load_measurements([MEASUREMENTS]) if MEASUREMENTS.exists() else []
+    own = load_training_measurements([MEASUREMENTS])[0] if MEASUREMENTS.exists() else []
     return own + [m for ld in load_public(DEFAULT_PUBLIC, shared) for m in ld.measurements]
 
 

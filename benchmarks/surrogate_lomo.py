@@ -147,10 +147,10 @@ def parity_plot(cv: pd.DataFrame, path: Path) -> None:
 
 def holdout(shared: Path, paths: list[Path]) -> pd.DataFrame:
     """Train on the public data only; score on our own measurement files (an independent check)."""
-    from recommender.dataset import load_measurements
+    from recommender.dataset import load_training_measurements
 
     result = train_surrogate([], DEFAULT_PUBLIC, shared, out=None)
-    ours = [m for m in load_measurements(paths) if m.ok]
+    ours = [m for m in load_training_measurements(paths)[0] if m.ok]
     data = training.training_data(ours)
     pred = training.predict_metrics(result.surrogate.estimator, data.X, result.surrogate.tpot_learned)
     cv = data.meta.copy()

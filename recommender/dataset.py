@@ -61,6 +61,41 @@ def load_measurements(paths: Iterable[str | Path]) -> list[Measurement]:
     return out
 
 
+#: File, anywhere under a measurement folder, listing measurements kept on disk but not trained on: one per line,
+#: ``<measurement id> <reason>``; ``#`` starts a comment.
+QUARANTINE_FILE = "QUARANTINE.txt"
+
+
+def quarantined(paths: Iterable[str | Path]) -> dict[str, str]:
+    """Measurement id -> reason, from every :data:`QUARANTINE_FILE` under the given folders (files: none).
+
+    Raises:
+        InputError: a line without a reason (naming the file and line).
+    """
+    out: dict[str, str] = {}
+    for p in map(Path, paths):
+        for f in sorted(p.rglob(QUARANTINE_FILE)) if p.is_dir() else []:
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                text = line.split("#", 1)[0].strip()
+                if not text:
+                    continue
+                parts = text.split(None, 1)
+                if len(parts) < 2:
+                    raise InputError(f"{f}:{i}", text, "write '<measurement id> <reason>' (the reason is required)")
+                out[parts[0]] = parts[1]
+    return out
+
+
+def load_training_measurements(paths: Iterable[str | Path]) -> tuple[list[Measurement], dict[str, str]]:
+    """:func:`load_measurements` without the quarantined ones (see :func:`quarantined`), and those left out
+    (id -> reason, only ids that were found)."""
+    paths = list(paths)
+    found = load_measurements(paths)
+    q = quarantined(paths)
+    left = {m.id: q[m.id] for m in found if m.id in q}
+    return [m for m in found if m.id not in q], left
+
+
 def _load_file(f: Path) -> list[Measurement]:
     try:
         text = f.read_text()

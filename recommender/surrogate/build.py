@@ -166,17 +166,20 @@ def train_surrogate(
     Raises:
         InputError: unreadable measurement files, unknown public source, or no usable rows.
     """
-    from recommender.dataset import load_measurements
+    from recommender.dataset import load_training_measurements
     from recommender.surrogate.public_data import load_public
 
     t0 = time.perf_counter()
-    own = load_measurements(measurement_paths) if measurement_paths else []
+    own, left_out = load_training_measurements(measurement_paths) if measurement_paths else ([], {})
+    for mid, why in left_out.items():
+        logger.warning("not training on quarantined measurement %s: %s", mid, why)
     loads = load_public(public, shared_data) if public else []
     measurements = own + [m for ld in loads for m in ld.measurements]
     fitted = fit_surrogate(measurements, params, validate=validate)
     surrogate, data, lomo, lowo = fitted.surrogate, fitted.data, fitted.lomo, fitted.lowo
     residuals, dvfs_report = fitted.residuals, fitted.dvfs_report
     summary = _summary(data, loads, len(own))
+    summary["quarantined"] = left_out
     seconds = time.perf_counter() - t0
     result = TrainResult(surrogate, lomo, lowo, summary, seconds, source_lines=[ld.summary() for ld in loads])
     if out is not None:

@@ -105,3 +105,20 @@ def test_tpot_is_learned_only_from_several_models() -> None:
     assert len(names) == 3
     data.Y["tpot_p50_s"] = np.where(np.isin(data.meta["model"], names), 0.01, np.nan)
     assert training.tpot_is_learned(data)
+
+
+def test_quarantined_measurements_stay_on_disk_but_are_not_trained_on(tmp_path: Path) -> None:
+    from recommender.dataset import QUARANTINE_FILE, load_measurements, load_training_measurements
+    from recommender.errors import InputError
+
+    root, own = _own_measurements(tmp_path, None)
+    bad = own[0].id
+    (root / QUARANTINE_FILE).write_text(f"# suspicious runs\n{bad}  dummy weights route oddly  # see notes\n")
+    kept, left = load_training_measurements([root])
+    assert len(load_measurements([root])) == 4 and len(kept) == 3
+    assert left == {bad: "dummy weights route oddly"} and bad not in {m.id for m in kept}
+    result = train_surrogate([root], ("mlenergy-v3",), PUBLIC, out=None, params={"n_estimators": 5}, validate=False)
+    assert result.data_summary["own_measurements"] == 3 and result.data_summary["quarantined"] == left
+    (root / QUARANTINE_FILE).write_text(f"{bad}\n")
+    with pytest.raises(InputError, match="reason is required"):
+        load_training_measurements([root])
