@@ -88,8 +88,10 @@ def test_residual_quantiles_are_calibrated_apart_per_regime() -> None:
 
 
 def test_tpot_is_learned_only_from_several_models() -> None:
-    """TPOT measured on one or two models would be a guess for the next: it is derived from ITL until three
-    models (and 20 rows) measured it; each held-out fold decides for itself."""
+    """TPOT measured on a few models would be a guess for the next: it is derived from ITL until
+    ``MIN_TPOT_MODELS`` models (and 20 rows) measured it; each held-out fold decides for itself."""
+    from recommender.surrogate import targets as T
+
     v3 = load_mlenergy_v3(PUBLIC).measurements
     data = training.training_data(v3)
     n = len(data)
@@ -104,6 +106,9 @@ def test_tpot_is_learned_only_from_several_models() -> None:
     assert len(data) == 10 * n and not training.tpot_is_learned(data)
     assert len(names) == 3
     data.Y["tpot_p50_s"] = np.where(np.isin(data.meta["model"], names), 0.01, np.nan)
+    assert training.tpot_is_learned(data) == (T.MIN_TPOT_MODELS <= 3)
+    data.meta.loc[data.meta.index[: T.MIN_TPOT_MODELS], "model"] = [f"m{i}" for i in range(T.MIN_TPOT_MODELS)]
+    data.Y.loc[data.Y.index[: T.MIN_TPOT_MODELS], "tpot_p50_s"] = 0.01
     assert training.tpot_is_learned(data)
 
 
