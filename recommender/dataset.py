@@ -61,8 +61,9 @@ def load_measurements(paths: Iterable[str | Path]) -> list[Measurement]:
     return out
 
 
-#: File, anywhere under a measurement folder, listing measurements kept on disk but not trained on: one per line,
-#: ``<measurement id> <reason>``; ``#`` starts a comment.
+#: File, anywhere under a measurement folder (best: in the folder of the runs it names, so that folder and every
+#: parent find it), listing measurements kept on disk but not trained on: one per line, ``<measurement id>
+#: <reason>``; ``#`` starts a comment.
 QUARANTINE_FILE = "QUARANTINE.txt"
 
 
