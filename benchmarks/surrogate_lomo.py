@@ -280,6 +280,9 @@ def main() -> None:
         print(f"\nPublic-data-only surrogate on our own measurements ({len(ho)} runs, "
               f"{ho['workload'].nunique()} workloads, never trained on):")
         print(training.error_table(ho, keys).to_string(index=False, float_format=fmt))
+        per = ho.assign(**{k: (ho[f"{k}_pred"] / ho[k] - 1) * 100 for k in keys[:3]})
+        print("mean signed error per model (percent):")
+        print(per.groupby("model")[list(keys[:3])].agg(["mean", "size"]).to_string(float_format=fmt))
         result["holdout_ours"] = training.error_table(ho, keys).to_dict("records")
     if not args.skip_timing:
         tm = timing(args.shared_data)
