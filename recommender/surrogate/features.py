@@ -275,7 +275,7 @@ def build_features(
     c["power_util_memory_w"] = c["power_est_w"] * phys["util_memory"]
     # energy per output token of each step term (TDP x time per output token): the direct energy baseline
     per_tok = c["power_est_w"] / phys["batch_est"]
-    for term in ("roofline", "layers", "moe_layers", "batch_layers", "batch_moe_layers", "const", "kv", "ep_wait"):
+    for term in ("layers", "moe_layers", "batch_layers", "batch_moe_layers", "const", "kv", "ep_wait"):
         c[f"energy_tok_{term}_j"] = per_tok * phys[f"step_{term}_s"]
     c["energy_tok_roofline_j"] = per_tok * (phys["step_roofline_s"] - phys["step_ep_wait_s"])  # the mean GPU's
     c["energy_tok_comm_j"] = per_tok * phys["t_comm_s"]

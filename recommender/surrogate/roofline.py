@@ -78,28 +78,23 @@ def _touched_weight_bytes(c: dict[str, Any], tokens: np.ndarray, busiest: bool =
     touched = 1.0 - np.power(np.clip(1.0 - k_over_e, 0.0, 1.0), np.maximum(tokens, 1.0))
     touched = np.where(frac > 0, touched, 0.0)
     tp = np.maximum(np.asarray(c["tensor_parallel_size"], float), 1.0)
-    ep = np.nan_to_num(np.asarray(c.get("enable_expert_parallel", 0.0), float)) > 0.5
+    ep = np.nan_to_num(np.asarray(c["enable_expert_parallel"], float)) > 0.5
     local = experts / tp  # experts per GPU under expert parallelism
     most = local * touched + np.sqrt(2.0 * np.log(tp)) * np.sqrt(local * touched * (1.0 - touched))
     touched = np.where(ep & (tp > 1) & busiest, np.minimum(most, local) / local, touched)
     return np.asarray(c["weight_bytes"], float) * ((1.0 - frac) + frac * touched)
 
 
-def _decode_step(c: dict[str, Any], batch: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(compute time, memory time) of one decode step of ``batch`` sequences at context ``ctx``, seconds."""
+def _decode_step(c: dict[str, Any], batch: np.ndarray, ctx: np.ndarray,
+                 busiest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(compute time, memory time) of one decode step of ``batch`` sequences at context ``ctx``, seconds: the
+    busiest GPU's memory time, or with ``busiest=False`` the mean over the GPUs (lower under expert parallelism)."""
     tp = np.asarray(c["tensor_parallel_size"], float)
     peak = np.asarray(c["gpu_peak_tflops"], float) * 1e12 * tp
     bw = np.asarray(c["gpu_mem_bw_tb_s"], float) * 1e12 * tp
     flops = batch * (np.asarray(c["flops_per_token"], float) + np.asarray(c["attn_flops_per_ctx_token"], float) * ctx)
-    mem = _touched_weight_bytes(c, batch) + batch * ctx * np.asarray(c["kv_bytes_per_ctx_token"], float)
+    mem = _touched_weight_bytes(c, batch, busiest) + batch * ctx * np.asarray(c["kv_bytes_per_ctx_token"], float)
     return flops / peak, mem / bw
-
-
-def _mean_memory_time(c: dict[str, Any], batch: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-    """Memory time of a decode step averaged over the GPUs (below the busiest GPU's under expert parallelism)."""
-    bw = np.asarray(c["gpu_mem_bw_tb_s"], float) * 1e12 * np.asarray(c["tensor_parallel_size"], float)
-    kv = batch * ctx * np.asarray(c["kv_bytes_per_ctx_token"], float)
-    return (_touched_weight_bytes(c, batch, busiest=False) + kv) / bw
 
 
 def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -162,7 +157,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
         target = np.minimum(cap, np.maximum(rate * e2e, 1.0))
         batch = np.where(closed, batch, 0.5 * batch + 0.5 * target)
     td, tc, tm = step(batch)
-    tm_mean = _mean_memory_time(f, batch, ctx)
+    _, tm_mean = _decode_step(f, batch, ctx, busiest=False)
     t_tok = td / batch + inp / out * t_pf_tok
     tput = 1.0 / t_tok
 

@@ -175,6 +175,8 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
         by: metadata column to group on (``model`` = leave-one-model-out, ``workload`` = leave-one-workload-out).
         eval_mask: only groups with a row here are held out, and only these rows are scored (default: all).
         sample_weight: per-row training weights (default: all 1).
+        baseline_weight: per-row (or per-row-and-target) weights of the baseline least squares only (see
+            :meth:`SurrogateRegressor.fit`; default ``sample_weight``).
         params: estimator hyper-parameters.
 
     Returns:
