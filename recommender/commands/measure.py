@@ -107,8 +107,8 @@ def register(app: typer.Typer) -> None:
             "max_num_batched_tokens": max_num_batched_tokens, "precision": precision,
             "kv_cache_dtype": kv_cache_dtype, "enable_chunked_prefill": chunked_prefill,
             "enable_prefix_caching": prefix_caching, "enforce_eager": enforce_eager,
-            "enable_expert_parallel": expert_parallel, "gpu_memory_utilization": gpu_memory_utilization, "gpu_clock_mhz": gpu_clock_mhz,
-            "power_limit_w": power_limit_w,
+            "enable_expert_parallel": expert_parallel, "gpu_memory_utilization": gpu_memory_utilization,
+            "gpu_clock_mhz": gpu_clock_mhz, "power_limit_w": power_limit_w,
         })  # fmt: skip
         indices = None
         if gpu_indices:

@@ -189,9 +189,8 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
     for g in pd.unique(groups[mask]):
         test = (groups == g) & mask
         train = groups != g
-        sub = lambda w: None if w is None else np.asarray(w)[train]  # noqa: E731
         fold = data.subset(train)
-        est = fit_estimator(fold, sub(sample_weight), sub(baseline_weight), **params)
+        est = fit_estimator(fold, _rows_of(sample_weight, train), _rows_of(baseline_weight, train), **params)
         pred = predict_metrics(est, data.X[test], tpot_is_learned(fold))  # as the fold's estimator was fitted
         part = data.meta[test].copy()
         part["regime"] = regime_of(data.X["refill"][test])
@@ -201,6 +200,11 @@ def grouped_cv(data: TrainingData, by: str = "model", eval_mask: np.ndarray | No
             part[f"{t}_pred"] = pred[t].to_numpy()
         parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _rows_of(weight: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """``weight`` restricted to ``rows`` (None stays None)."""
+    return None if weight is None else np.asarray(weight)[rows]
 
 
 def error_table(cv: pd.DataFrame, metrics: Sequence[str] = T.METRICS) -> pd.DataFrame:
