@@ -82,11 +82,11 @@ METRICS: tuple[str, ...] = (
     "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
     "itl_p50_s", "itl_p90_s", "itl_p99_s",
 )
-#: Exponents ``a_q`` of the ITL-derived TPOT tails (see the module docstring): the medians over our 52 H100 runs
-#: that measured both (Llama-3.1-8B and Qwen3-8B; closed-loop chat, fixed lengths and Poisson traffic) of
-#: ``log(tpot_pq / tpot_p50) / log(itl_pq / itl_p50)``: 0.208 (p90) and 0.086 (p99). Given the measured TPOT
-#: p50, the tails then miss by 6.9% / 9.8% (MAPE) where a square root (the earlier heuristic) missed by 22.7% /
-#: 70.4%.
+#: Exponents ``a_q`` of the ITL-derived TPOT tails (see the module docstring), set from the medians over our H100
+#: runs that measured both of ``log(tpot_pq / tpot_p50) / log(itl_pq / itl_p50)`` (``benchmarks/tpot_from_itl.py``;
+#: 63 runs of 4 models, closed-loop chat, fixed lengths and Poisson traffic: 0.214 / 0.093). Given the measured
+#: TPOT p50, the tails then miss by 7.7% / 10.8% (MAPE) where a square root (the earlier heuristic) missed by
+#: 22.8% / 66.4%.
 TPOT_TAIL_EXPONENT: dict[str, float] = {"p50": 0.0, "p90": 0.2, "p99": 0.1}
 #: Metrics that add up over replicas.
 PER_REPLICA: frozenset[str] = frozenset({"avg_power_w", "throughput_output_tok_s"})
@@ -94,10 +94,10 @@ QUANTILES: dict[str, float] = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 #: A row teaches the TTFT service part only when the modeled queueing wait is below this share of its TTFT.
 MAX_WAIT_SHARE = 0.1
 #: Fewest measured rows, and fewest models they cover, for the TPOT targets to be learned rather than derived
-#: from ITL (which every source teaches). Leave-one-model-out on our H100 runs: with TPOT from two models
-#: (Llama-3.1-8B x 50 rows, Qwen3-8B x 2) the learned TPOT p90 missed the held-out model by 172%, the ITL-derived
-#: one by 46%; from four (Llama-3.1-8B x 55, Qwen3-8B / Qwen3-14B / Qwen3-30B-A3B x 2), learned vs derived missed
-#: the held-out Qwen3-30B-A3B (MoE) by 50% vs 9%, Qwen3-14B by 9% vs 7%, Qwen3-8B by 6% vs 8%.
+#: from ITL (which every source teaches). Leave-one-model-out over our H100 runs with TPOT
+#: (``benchmarks/tpot_from_itl.py``; Llama-3.1-8B x 57 runs, Qwen3-8B / Qwen3-14B / Qwen3-30B-A3B x 2): TPOT p90
+#: learned vs derived missed the held-out Qwen3-30B-A3B (MoE) by 52% vs 10%, Qwen3-14B by 9% vs 7%, Qwen3-8B by
+#: 6% vs 9%, Llama-3.1-8B by 24% vs 27%: a TPOT model from a few models transfers worse than ITL's.
 MIN_TPOT_ROWS = 20
 MIN_TPOT_MODELS = 5
 
