@@ -218,6 +218,17 @@ def timing(shared: Path) -> dict[str, float]:
     return out
 
 
+def _weight(text: str) -> float:
+    """A row weight for the ablation flags: a finite number >= 0."""
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a weight >= 0, e.g. 0.1") from None
+    if not np.isfinite(w) or w < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite weight >= 0, e.g. 0.1")
+    return w
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
@@ -225,9 +236,9 @@ def main() -> None:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--holdout-measurements", type=Path, nargs="*", default=[],
                     help="our Measurement files/folders to score a public-data-only surrogate on")
-    ap.add_argument("--static-weight", type=float, default=1.0,
+    ap.add_argument("--static-weight", type=_weight, default=1.0,
                     help="ablation: weight of static-batch rows in every fit (default 1)")
-    ap.add_argument("--latency-physics-static-weight", type=float, default=None,
+    ap.add_argument("--latency-physics-static-weight", type=_weight, default=None,
                     help="ablation: weight of static-batch rows in the ITL/TPOT baseline least squares only")
     ap.add_argument("--predict-timing-only", action="store_true",
                     help="only time predictions of the shipped model (models/surrogate-v1), e.g. under taskset")

@@ -1,0 +1,33 @@
+"""Flags of the benchmark scripts: bad values get an argparse error naming the flag, not a traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--static-weight", "-1", "give a finite weight >= 0"),
+    ("--latency-physics-static-weight", "x", "is not a number"),
+    ("--static-weight", "nan", "give a finite weight >= 0"),
+])
+def test_surrogate_lomo_refuses_bad_weights(flag: str, value: str, says: str) -> None:
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "surrogate_lomo.py"), flag, value],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2
+    assert flag in r.stderr and says in r.stderr and "Traceback" not in r.stderr
+
+
+def test_surrogate_lomo_weight_parser_accepts_zero() -> None:
+    spec = importlib.util.spec_from_file_location("surrogate_lomo", REPO / "benchmarks" / "surrogate_lomo.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod._weight("0") == 0.0 and mod._weight("0.1") == pytest.approx(0.1)
