@@ -127,3 +127,27 @@ def test_quarantined_measurements_stay_on_disk_but_are_not_trained_on(tmp_path: 
     (root / QUARANTINE_FILE).write_text(f"{bad}\n")
     with pytest.raises(InputError, match="reason is required"):
         load_training_measurements([root])
+
+
+def test_model_balance_weights_shrink_the_models_measured_most() -> None:
+    models = ["big"] * 9 + ["small"]
+    flat = training.model_balance_weights(models, 0.0)
+    assert np.allclose(flat, 1.0)
+    equal = training.model_balance_weights(models, 1.0)
+    assert equal.mean() == pytest.approx(1.0)
+    assert equal[:9].sum() == pytest.approx(equal[9])  # every model the same total weight
+    half = training.model_balance_weights(models, 0.5)
+    assert half[9] / half[0] == pytest.approx(3.0)  # sqrt(9 / 1)
+
+
+def test_fit_estimator_balances_models_by_default() -> None:
+    """The default fit weighs rows by model (MODEL_BALANCE_POWER); balance=0 is the unweighted fit."""
+    data = training.training_data(load_mlenergy_v3(PUBLIC).measurements)
+    X = data.X[list(training.FEATURE_NAMES)]
+    assert data.meta["model"].value_counts().nunique() > 1  # unequal row counts, so the weights differ
+    balanced = training.fit_estimator(data, n_estimators=10).predict(X)
+    explicit = training.fit_estimator(data, sample_weight=training.model_balance_weights(data.meta["model"]),
+                                      balance=0.0, n_estimators=10).predict(X)
+    plain = training.fit_estimator(data, balance=0.0, n_estimators=10).predict(X)
+    assert np.allclose(balanced, explicit, equal_nan=True)
+    assert not np.allclose(balanced, plain, equal_nan=True)
