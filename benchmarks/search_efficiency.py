@@ -48,7 +48,11 @@ true feasible front's (objectives scaled to [0, 1] over the feasible configs, re
 The full grid needs every runnable config evaluated to know its best, so its cost is the runnable count.
 
 Usage: ``python benchmarks/search_efficiency.py [--seeds 20] [--cap 100] [--jobs 2] [--plot PATH]
-[--shared-data ../shared/data] [--no-mlenergy]``
+[--shared-data ../shared/data] [--no-mlenergy | --no-grids] [--methods tpe+prior,random]``. ``--no-grids``
+(only the ML.ENERGY sweeps) and ``--methods`` (a subset) are for quick checks: the LOMO fits (one per model,
+the slow part) are skipped when no prior method runs, and the grids' truth is not loaded without grids. The
+plot, table and CSV go to ``--plot`` and its siblings: point it elsewhere for a check, so that the published
+results are not overwritten.
 """
 
 from __future__ import annotations
@@ -394,16 +398,18 @@ def headline(truths: list[Truth], rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"{kind}: median over {len(names)} ground truths of the median evaluations to 5%: "
                    + ", ".join(f"{m} {v:g}" for m, v in med.items() if not math.isnan(v)))
         for m in CHECKED:
-            if not math.isnan(med[m]):
+            if not math.isnan(med[m]) and not math.isnan(med["random"]):
                 out.append(f"  target check {m}: /random = {_check(med[m] / med['random'], 1 / 3)}, "
                            f"/grid = {_check(med[m] / med['grid'], 0.10)}")
         if kind == "surrogate":
             for name in names:
                 per = {r["method"]: r["median evals to 5%"] for r in rows if r["ground truth"] == name}
-                out.append(f"  {name}: tpe+prior/random = {per['tpe+prior'] / per['random']:.2f}, "
-                           f"tpe+prior/grid = {per['tpe+prior'] / per['grid']:.3f}, "
-                           f"tpe+rough-prior/random = {per['tpe+rough-prior'] / per['random']:.2f}, "
-                           f"tpe/random = {per['tpe'] / per['random']:.2f}")
+                ratios = [f"{m}/{base} = {per[m] / per[base]:.{3 if base == 'grid' else 2}f}"
+                          for m, base in (("tpe+prior", "random"), ("tpe+prior", "grid"),
+                                          ("tpe+rough-prior", "random"), ("tpe", "random"))
+                          if m in per and base in per]
+                if ratios:
+                    out.append(f"  {name}: " + ", ".join(ratios))
     out += [t.prior_note for t in truths if t.prior_note]
     if any(t.prior_note for t in truths):
         out.append("caveat (grids): prior and truth share the roofline baselines and the analytical DVFS model (clock "
@@ -442,11 +448,22 @@ def plot(truths: list[Truth], results: list[dict[str, Any]], path: Path, seeds: 
     ax.set_xlabel("evaluations")
     ax.set_ylabel("feasible hypervolume / true front's (median)")
     ax.set_title("multi-knob grids; truth = shipped surrogate, prior = LOMO surrogate", fontsize=9)
-    ax.legend(fontsize=6)
+    if grids:
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    """``--methods``: a comma-separated subset of :data:`METHODS`, kept in that order."""
+    asked = {m.strip() for m in text.split(",") if m.strip()}
+    unknown = sorted(asked - set(METHODS))
+    if unknown or not asked:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from "
+                                         f"{', '.join(METHODS)}")
+    return tuple(m for m in METHODS if m in asked)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,32 +474,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--shared-data", type=Path, default=DEFAULT_SHARED)
     ap.add_argument("--no-mlenergy", action="store_true", help="only the multi-knob grids")
+    ap.add_argument("--no-grids", action="store_true", help="only the ML.ENERGY sweeps")
+    ap.add_argument("--methods", type=_methods, default=METHODS,
+                    help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
     args = ap.parse_args(argv)
+    if args.no_mlenergy and args.no_grids:
+        ap.error("--no-mlenergy and --no-grids leave no ground truth")
+    methods: tuple[str, ...] = args.methods
     t0 = time.time()
     from recommender.evaluators.surrogate import SurrogateEvaluator
 
-    surrogate = SurrogateEvaluator.load_default()  # the ground truth; raises with a fix when missing
-    grids = grid_truths(surrogate)
+    surrogate = None if args.no_grids else SurrogateEvaluator.load_default()  # the grids' ground truth
+    grids = [] if surrogate is None else grid_truths(surrogate)
     csv_path = args.shared_data / MLENERGY_REL
     mle = [] if args.no_mlenergy or not csv_path.is_file() else mlenergy_truths(csv_path)
-    train_rows = load_training_measurements(args.shared_data)
-    setup = (f"truth: {surrogate.source}; LOMO priors from {len(train_rows)} rows (data/measurements + "
-             "public sources) minus the scenario's model")
+    with_prior = any("prior" in m for m in methods)
+    train_rows = load_training_measurements(args.shared_data) if with_prior else []
+    setup = (f"truth: {surrogate.source if surrogate is not None else 'ML.ENERGY v3 only'}; "
+             + (f"LOMO priors from {len(train_rows)} rows (data/measurements + public sources) minus the "
+                "scenario's model" if with_prior else "no prior") + f"; methods {','.join(methods)}")
     print(f"# {setup}; setup {time.time() - t0:.0f} s", flush=True)
     seeds = list(range(args.seeds))
     chunks = [seeds[i:i + 5] for i in range(0, len(seeds), 5)]
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         priors: dict[str, Future[Any]] = {}
-        for t in grids + mle:  # one fit per model, cached for every scenario of that model
+        for t in (grids + mle) if with_prior else []:  # one fit per model, cached for every scenario of that model
             if t.scenario.model not in priors:
                 priors[t.scenario.model] = pool.submit(train_lomo, train_rows, t.scenario.model)
-        futs = [pool.submit(run_many, t, m, c, args.cap) for t in mle for m in METHODS if "prior" not in m
+        futs = [pool.submit(run_many, t, m, c, args.cap) for t in mle for m in methods if "prior" not in m
                 for c in chunks]
-        for t in grids + mle:
+        futs += [pool.submit(run_many, t, m, c, args.cap) for t in grids for m in methods if "prior" not in m
+                 for c in chunks] if not with_prior else []
+        for t in (grids + mle) if with_prior else []:
             attach_prior(t, *priors[t.scenario.model].result())
             print(f"# {t.prior_note}", flush=True)
-            futs += [pool.submit(run_many, t, m, c, args.cap) for m in METHODS if "prior" in m or t.kind != "ml.energy"
+            futs += [pool.submit(run_many, t, m, c, args.cap) for m in methods if "prior" in m or t.kind != "ml.energy"
                      for c in chunks]
         for f in futs:
             results += f.result()

@@ -9,7 +9,16 @@ the sampler. Here the prior keeps proposing, and learns from every evaluation:
 - **Correction.** Per metric, a Gaussian process over the log ratio measured / predicted of every evaluated
   config, whoever proposed it (:class:`~recommender.search._prior_model.ResidualModel`): a uniform bias is
   learnt from the first measurements, a bias that depends on the knobs from a few more, and where nothing
-  similar was measured the prior is trusted.
+  similar was measured the prior is trusted, within its own uncertainty: before any measurement the residual
+  of a metric is ``0 +- sigma`` with ``sigma`` read from the predictor's calibrated intervals
+  (``Measurement.intervals``: the surrogate's 80 % intervals come from the out-of-model residuals of its card,
+  twice as wide out of distribution), the median over the pool of ``log(high / low) / (2 x 1.28)``
+  (:data:`INTERVAL_COVERAGE`); a predictor without intervals gets :data:`DEFAULT_PRIOR_SIGMA` (+-20 %). So
+  P(the SLO holds) is as honest as the predictor's intervals: a fixed +-20 % made a surrogate that is
+  pessimistic by 30-45 % about a latency (within its stated +-40-80 %) all but rule out the configs at the
+  SLO boundary, which hold the least energy. The interval's centre is *not* used as a bias correction: it
+  is nearly 0 for the surrogate's latencies, and shifting by it did not help on the
+  ML.ENERGY sweeps of ``benchmarks/search_efficiency.py``.
 - **Proposal.** Among the pool configs no trial evaluated, rejected, runs or queued, the one with the largest
   acquisition under the corrected prior. ``energy`` mode: expected decrease of log energy below the best
   measured SLO-meeting energy (below the worst predicted one while none meets the SLO) times the probability
@@ -73,6 +82,15 @@ MIN_GAIN = 0.005  # an improvement lowers the best feasible energy by more than 
 #: Acquisition factor of a config whose estimated free memory per GPU is no more than that of a config that ran
 #: out of memory (the memory model ranks configs well but its absolute numbers are estimates: not zero).
 OOM_PENALTY = 0.05
+#: Central coverage of a prediction's ``Measurement.intervals`` (the surrogate serves 80 % intervals:
+#: :data:`recommender.surrogate.training.COVERAGE`); its half-width in log space is ``Z * sigma`` with ``Z`` the
+#: normal quantile of ``(1 + INTERVAL_COVERAGE) / 2`` (1.28).
+INTERVAL_COVERAGE = 0.8
+#: Spread of the log residual before any measurement for a metric the predictor gives no interval for (about
+#: +-20 %; the rough priors of the benchmark, and any predictor without intervals, use it).
+DEFAULT_PRIOR_SIGMA = 0.2
+#: Floor of a spread read from intervals (a predictor that gives zero-width intervals is not exact).
+MIN_PRIOR_SIGMA = 0.02
 
 
 @dataclass(frozen=True)
@@ -157,20 +175,25 @@ class PriorGuide:
         feasible: ``config -> object with .ok`` (the search's feasibility check); rejected configs never enter.
         limit: most configs scored (:data:`POOL_LIMIT`).
         seed: seeds the pool's random draw for large spaces (the study's seed, so every worker has the same pool).
-        prior_sigma: spread of the log residual before any measurement (0.2: about +-20 %).
+        prior_sigma: spread of the log residual before any measurement, for every metric; ``None`` (default): per
+            metric, from the predictor's own intervals over the pool (:meth:`_calibrate`), else
+            :data:`DEFAULT_PRIOR_SIGMA`.
 
     Not thread-safe; one per worker. The predictor is not closed here.
     """
 
     def __init__(self, space: SearchSpace, scenario: Scenario, slo: SLO, objective: str, predictor: Evaluator,
                  feasible: Callable[[ServingConfig], Any], *, limit: int = POOL_LIMIT, seed: int = 0,
-                 prior_sigma: float = 0.2) -> None:
+                 prior_sigma: float | None = None) -> None:
         self.space, self.scenario, self.slo, self.predictor = space, scenario, slo, predictor
         self.feasible, self.limit, self.seed, self.prior_sigma = feasible, limit, seed, prior_sigma
         self.metrics: tuple[str, ...] = tuple(dict.fromkeys([ENERGY_KEY, objective, *(t.key for t in slo.targets)]))
         self._log_limits = {t.key: math.log(t.limit_s) for t in slo.targets}
         self._limit_cols = {i: self._log_limits[k] for i, k in enumerate(self.metrics) if k in self._log_limits}
-        self._models = {m: ResidualModel(prior_sigma) for m in self.metrics}
+        sigma = DEFAULT_PRIOR_SIGMA if prior_sigma is None else prior_sigma
+        #: per metric: the prior spread of the log residual (calibrated from the intervals when the pool is scored)
+        self.sigmas = {m: sigma for m in self.metrics}
+        self._models = {m: ResidualModel(sigma) for m in self.metrics}
         self._gpu = scenario.hardware.spec
         self._pool_size: int | None = None
         # every config predicted so far, pool first: key -> row of the arrays below
@@ -190,6 +213,8 @@ class PriorGuide:
         if self._pool_size is None:
             cands = [c for c in candidate_configs(self.space, self.limit, self.seed) if self.feasible(c).ok]
             preds = self.predictor.evaluate_many(cands, self.scenario) if cands else []
+            if self.prior_sigma is None:
+                self._calibrate(preds)
             logs = [self._log_predictions(m) for m in preds]
             usable = [(c, y) for c, y in zip(cands, logs, strict=True) if not np.isnan(y[0])]
             self._pool_size = 0
@@ -202,6 +227,24 @@ class PriorGuide:
             logger.info("prior guide: %s scored %d feasible configs, %d usable", self.predictor.name, len(cands),
                         self._pool_size)
         return self._configs[: self._pool_size]
+
+    def _calibrate(self, preds: Sequence[Measurement]) -> None:
+        """Per metric with intervals: the prior spread of the log residual is the median over the pool of each
+        prediction's interval read as a normal one, ``log(high / low) / (2 Z)`` (see :data:`INTERVAL_COVERAGE`).
+
+        The median keeps the residual model stationary (one spread per metric) and is not pulled by the few
+        configs a predictor widens most (out of distribution, clock or power limit moved by the DVFS model)."""
+        from scipy.stats import norm
+
+        z = float(norm.ppf((1 + INTERVAL_COVERAGE) / 2))
+        for k in self.metrics:
+            lo_hi = np.array([[math.log(iv[0] / m.value(k)), math.log(iv[1] / m.value(k))]  # type: ignore[operator]
+                              for m in preds if m.ok and (iv := m.intervals.get(k)) and m.value(k)
+                              and iv[0] > 0 and iv[1] > 0]).reshape(-1, 2)
+            if not len(lo_hi):
+                continue
+            self.sigmas[k] = max(float(np.median((lo_hi[:, 1] - lo_hi[:, 0]) / (2 * z))), MIN_PRIOR_SIGMA)
+            self._models[k] = ResidualModel(self.sigmas[k])
 
     def _add(self, rows: Sequence[tuple[ServingConfig, np.ndarray]]) -> None:
         """Append configs with their log predictions (new keys only)."""

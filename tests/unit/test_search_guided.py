@@ -270,3 +270,52 @@ class _Ok:
 
 
 _OK = _Ok()
+
+
+def with_intervals(table: Sequence[Measurement], low: float, high: float) -> list[Measurement]:
+    """``table`` with an interval ``(v * low, v * high)`` around every metric value, as the surrogate serves."""
+    return [m.model_copy(update={"intervals": {k: (v * low, v * high) for k, v in m.metrics.model_dump().items()  # type: ignore[union-attr]
+                                               if v is not None}}) for m in table]
+
+
+def test_the_prior_spread_is_read_from_the_predictors_intervals(scenario: Scenario) -> None:
+    from scipy.stats import norm
+
+    from recommender.search.guided import DEFAULT_PRIOR_SIGMA, INTERVAL_COVERAGE
+    from recommender.surrogate.training import COVERAGE
+
+    assert INTERVAL_COVERAGE == COVERAGE  # the intervals the surrogate serves
+    slo, table = SLO.parse(SLO_TEXT), truth_table(scenario)
+    space = ReplayEvaluator(table).space()
+    z = norm.ppf(0.9)
+    guide = PriorGuide(space, scenario, slo, "tpot_p90_s", _prior(with_intervals(biased(table), 0.5, 1.6)),
+                       lambda c: _OK)
+    assert guide.pool
+    assert guide.sigmas == {k: pytest.approx(np.log(1.6 / 0.5) / (2 * z)) for k in guide.metrics}
+    # no intervals, or an explicit spread: the fixed one
+    plain = PriorGuide(space, scenario, slo, "tpot_p90_s", _prior(biased(table)), lambda c: _OK)
+    fixed_ = PriorGuide(space, scenario, slo, "tpot_p90_s", _prior(with_intervals(biased(table), 0.5, 1.6)),
+                        lambda c: _OK, prior_sigma=0.3)
+    assert plain.pool and fixed_.pool
+    assert set(plain.sigmas.values()) == {DEFAULT_PRIOR_SIGMA} and set(fixed_.sigmas.values()) == {0.3}
+
+
+def test_p_feasible_uses_the_calibrated_spread(scenario: Scenario) -> None:
+    """A prior 35 % pessimistic about TPOT, within its stated interval: before any measurement P(the SLO holds)
+    of a proposal is the normal probability of its predicted TPOT under the interval's spread (not the fixed
+    +-20 %, which all but rules out configs predicted a little over the limit)."""
+    from scipy.stats import norm
+
+    from recommender.search.guided import DEFAULT_PRIOR_SIGMA
+
+    slo, table = SLO.parse("tpot:p90<=40ms"), truth_table(scenario)
+    space = ReplayEvaluator(table).space()
+    pessimistic = biased(table, tpot=1.35, energy=1.0)
+    tpot = {config_key(m.config): m.value("tpot_p90_s") for m in pessimistic}
+    for prior, sigma in ((with_intervals(pessimistic, 0.5, 1.6), np.log(1.6 / 0.5) / (2 * norm.ppf(0.9))),
+                         (pessimistic, DEFAULT_PRIOR_SIGMA)):
+        guide = PriorGuide(space, scenario, slo, "tpot_p90_s", _prior(prior), lambda c: _OK)
+        first = guide.propose([])[0]  # (a batch's later picks are conditioned on the earlier ones)
+        assert guide.sigmas["tpot_p90_s"] == pytest.approx(sigma)
+        want = norm.cdf(np.log(0.04 / tpot[config_key(first.config)]) / sigma)  # type: ignore[operator]
+        assert 0.01 < want < 0.99 and first.p_feasible == pytest.approx(want, rel=1e-6)
