@@ -32,7 +32,7 @@ DEFAULT_ENGINE_VERSION = "0.11.1"
 
 ARCH_FEATURES: tuple[str, ...] = (
     "total_params_b", "active_params_b", "num_layers", "hidden_size", "num_attention_heads", "num_kv_heads",
-    "head_dim", "num_experts", "experts_per_token", "moe_expert_weight_frac", "weight_bytes_per_param",
+    "head_dim", "num_experts", "num_moe_layers", "experts_per_token", "moe_expert_weight_frac", "weight_bytes_per_param",
     "kv_bytes_per_ctx_token",
 )
 GPU_FEATURES: tuple[str, ...] = (
@@ -127,6 +127,7 @@ def _model_columns(model: ModelSpec, ctx_tokens: float) -> dict[str, dict[str, f
         "num_kv_heads": float(model.num_kv_heads),
         "head_dim": float(model.head_dim),
         "num_experts": float(model.num_experts),
+        "num_moe_layers": float(model.num_moe_layers),
         "experts_per_token": float(model.num_experts_per_token),
         "flops_per_token": float(model.flops_per_token),
         "attn_flops_per_ctx_token": model.attention_flops_per_token(ctx) / ctx,

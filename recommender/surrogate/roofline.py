@@ -60,7 +60,7 @@ STEP_CONST_UNIT_S = 1e-3
 INPUT_COLUMNS: tuple[str, ...] = (
     "weight_bytes", "moe_expert_weight_frac", "num_experts", "experts_per_token", "flops_per_token",
     "attn_flops_per_ctx_token", "kv_bytes_per_ctx_token", "hidden_size", "intermediate_size", "vocab_size",
-    "num_layers", "gpu_link_gb_s",
+    "num_layers", "num_moe_layers", "gpu_link_gb_s",
     "gpu_peak_tflops", "gpu_mem_bw_tb_s", "gpu_memory_gb", "tensor_parallel_size", "replicas", "max_num_seqs",
     "max_num_batched_tokens", "enable_chunked_prefill", "enable_expert_parallel", "gpu_memory_utilization",
     "input_tokens_mean",
@@ -187,7 +187,7 @@ def roofline(c: dict[str, Any]) -> dict[str, np.ndarray]:
     t_total = np.maximum(td + batch * inp / out * t_pf_tok, 1e-12)
     compute = tc + batch * inp / out * t_pf_tok
     layers = f["num_layers"]
-    moe_layers = np.where(f["num_experts"] > 1, layers, 0.0)
+    moe_layers = np.where(f["num_experts"] > 1, f["num_moe_layers"], 0.0)  # Llama-4 Maverick: every other layer
     basis = {
         # terms of a step (ITL) whose non-negative combination the surrogate fits (see BASIS_* in training)
         "step_roofline_s": np.maximum(tc, tm),

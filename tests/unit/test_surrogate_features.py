@@ -91,6 +91,18 @@ def test_moe_touches_fewer_weights_at_small_batch() -> None:
     assert small["t_decode_memory_s"] < 0.3 * big["t_decode_memory_s"]
 
 
+def test_moe_overhead_terms_count_only_the_moe_layers() -> None:
+    """Llama-4 Maverick interleaves dense and MoE layers (24 MoE of 48); Scout's 48 are all MoE."""
+    mav = build_features(_scenario("Llama-4-Maverick-17B-128E", count=8), [ServingConfig(tensor_parallel_size=8)])
+    scout = build_features(_scenario("Llama-4-Scout-17B-16E", count=8), [ServingConfig(tensor_parallel_size=8)])
+    assert mav["num_layers"][0] == scout["num_layers"][0] == 48
+    assert (mav["num_moe_layers"][0], scout["num_moe_layers"][0]) == (24, 48)
+    assert mav["step_moe_layers_s"][0] == pytest.approx(0.5 * scout["step_moe_layers_s"][0])
+    assert mav["step_batch_moe_layers_s"][0] == pytest.approx(0.5 * mav["step_batch_layers_s"][0])
+    dense = build_features(_scenario("Llama-3.1-8B"), [ServingConfig()])
+    assert dense["num_moe_layers"][0] == dense["step_moe_layers_s"][0] == 0
+
+
 def test_expert_parallel_waits_for_the_busiest_gpu_at_small_batch() -> None:
     sc = _scenario("Qwen3-30B-A3B", count=4)
     cfgs = [ServingConfig(tensor_parallel_size=4, max_num_seqs=s, enable_expert_parallel=ep)
