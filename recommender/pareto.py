@@ -174,6 +174,21 @@ def slo_violations(item: Measurement | Mapping[str, Any], slo: SLO) -> dict[str,
     return out
 
 
+def slo_headroom(item: Measurement | Mapping[str, Any], slo: SLO) -> float:
+    """The smallest relative headroom over the latency targets of ``slo``: ``min(1 - observed / limit)``.
+
+    0.1 means the closest target is met with 10 % to spare; a negative value is a miss (-0.05: 5 % over). A
+    missing metric or a failed measurement gives ``-inf``. The attainment fraction is not a latency and is left out.
+    """
+    if not _is_ok(item):
+        return -math.inf
+    out = math.inf
+    for t in slo.targets:
+        v = _value(item, t.key)
+        out = min(out, -math.inf if v is None else 1.0 - v / t.limit_s)
+    return out
+
+
 def constraint_values(item: Measurement | Mapping[str, Any], slo: SLO) -> dict[str, float]:
     """Optuna-style constraint per SLO target: ``observed - limit`` (seconds), feasible when ``<= 0``.
 

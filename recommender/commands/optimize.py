@@ -18,8 +18,10 @@ from recommender.errors import InputError, suggest
 if TYPE_CHECKING:
     from recommender.config import Scenario
     from recommender.evaluators.base import Evaluator
+    from recommender.search.result import StudyResult
     from recommender.slo import SLO
 
+logger = logging.getLogger(__name__)
 EVALUATORS = ("vllm", "surrogate", "replay")
 _REPLAY_DATA = typer.Option(None, "--replay-data", help="Measurement files/folders or an ML.ENERGY CSV.")
 
@@ -75,9 +77,7 @@ def _load_surrogate(required: bool) -> Evaluator | None:
     except Exception as e:  # noqa: BLE001 - ArtifactError and friends: warm start is optional
         if required:
             raise
-        import logging
-
-        logging.getLogger(__name__).info("no surrogate for warm start: %s", e)
+        logger.info("no surrogate for warm start: %s", e)
         return None
 
 
@@ -116,6 +116,27 @@ def _command_line(ctx: typer.Context) -> str:
         else:
             parts += [p.opts[0], str(v)]
     return shlex.join(parts)
+
+
+def _boundary_hint(result: StudyResult) -> None:
+    """Say that the best config meets the SLO by less than run-to-run noise, and how to repeat it: its ServingConfig
+    is written to ``best_config.yaml`` in the run dir for ``recommender measure --config``."""
+    import yaml
+
+    from recommender.search.result import BOUNDARY_HEADROOM
+
+    assert result.best is not None and result.best_headroom is not None
+    path = Path(result.run_dir) / "best_config.yaml"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(result.best.config.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    except OSError as e:
+        logger.warning("could not write %s: %s", path, e)
+        path = Path("<a ServingConfig YAML of the best config>")
+    typer.echo(f"note: the best config meets the SLO with {result.best_headroom:.1%} headroom on its closest target, "
+               f"less than the {BOUNDARY_HEADROOM:.0%} a repeat of the same config can move; measure it again before "
+               f"deploying it: recommender measure --config {path} --repeats 3 --slo '{result.slo}' (with this "
+               "study's --model, --gpu, --gpus and workload flags)")
 
 
 def register(app: typer.Typer) -> None:
@@ -209,5 +230,7 @@ def register(app: typer.Typer) -> None:
         render_table(rows, title=f"feasible Pareto front (energy J/tok vs {result.objective}, seconds):")
         if result.best is None:
             typer.echo(f"no evaluated config meets the SLO {result.slo}")
+        elif result.best_at_boundary:
+            _boundary_hint(result)
         if result.storage_url.startswith(("sqlite", "postgresql")):
             typer.echo(f"dashboard: optuna-dashboard {result.storage_url}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from recommender.pareto import ENERGY_KEY, meets_slo, pareto_front, pick_best
+from recommender.pareto import ENERGY_KEY, meets_slo, pareto_front, pick_best, slo_headroom
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +57,9 @@ def summary_frame(measurements: list[Measurement], slo: SLO, objective: str) -> 
     """The feasible Pareto front as a table (least energy first), the SLO pick marked ``best``.
 
     Columns: ``best``, ``config``, ``energy_per_output_token_j``, the latency objective and each SLO metric
-    (seconds), ``throughput_output_tok_s``, ``avg_power_w``, ``provenance``, ``measurement_id``. Empty (with
-    those columns) when no evaluated config meets the SLO.
+    (seconds), ``slo_headroom`` (:func:`recommender.pareto.slo_headroom`), ``throughput_output_tok_s``,
+    ``avg_power_w``, ``provenance``, ``measurement_id``. Empty (with those columns) when no evaluated config meets
+    the SLO.
     """
     import pandas as pd
 
@@ -70,9 +71,10 @@ def summary_frame(measurements: list[Measurement], slo: SLO, objective: str) -> 
         row: dict[str, Any] = {"best": m is best, "config": m.config.short(), ENERGY_KEY: m.value(ENERGY_KEY)}
         for k in keys:
             row[k] = m.value(k)
+        row["slo_headroom"] = round(slo_headroom(m, slo), 4)
         row.update(throughput_output_tok_s=m.value("throughput_output_tok_s"), avg_power_w=m.value("avg_power_w"),
                    provenance=m.provenance, measurement_id=m.id, meets_slo=meets_slo(m, slo))
         rows.append(row)
-    cols = ["best", "config", ENERGY_KEY, *keys, "throughput_output_tok_s", "avg_power_w", "provenance",
+    cols = ["best", "config", ENERGY_KEY, *keys, "slo_headroom", "throughput_output_tok_s", "avg_power_w", "provenance",
             "measurement_id", "meets_slo"]
     return pd.DataFrame(rows, columns=cols)

@@ -6,10 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recommender.pareto import ENERGY_KEY, pareto_front, pick_best
+from recommender.pareto import ENERGY_KEY, pareto_front, pick_best, slo_headroom
 from recommender.search import trials as tr
 from recommender.search.progress import summary_frame
 from recommender.search.storage import _redact
+
+#: A best config whose closest SLO target has less relative headroom than this is "at the SLO boundary": one run per
+#: config cannot tell whether it meets the SLO. The same engine config measured again on the same H100 moved by
+#: 8-16 % in TPOT p90 (data/measurements/h100_guided/SUMMARY.txt: four configs measured in two studies; the
+#: guided study's best met TPOT p90 <= 25 ms in 3 of its 4 runs, 22.4-26.2 ms).
+BOUNDARY_HEADROOM = 0.10
 
 if TYPE_CHECKING:
     import optuna
@@ -63,6 +69,19 @@ class StudyResult:
     @property
     def objectives(self) -> tuple[str, str]:
         return (ENERGY_KEY, self.objective)
+
+    @property
+    def best_headroom(self) -> float | None:
+        """Relative headroom of :attr:`best` on its closest SLO target (:func:`recommender.pareto.slo_headroom`);
+        None without a best."""
+        return None if self.best is None else slo_headroom(self.best, self.slo)
+
+    @property
+    def best_at_boundary(self) -> bool:
+        """True when :attr:`best` meets the SLO with less than :data:`BOUNDARY_HEADROOM` to spare: repeat it
+        before deploying it."""
+        h = self.best_headroom
+        return h is not None and h < BOUNDARY_HEADROOM
 
     def summary(self) -> pd.DataFrame:
         """The feasible Pareto front as a table, the SLO pick marked (``progress.summary_frame``)."""

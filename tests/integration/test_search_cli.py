@@ -89,3 +89,23 @@ def test_optimize_over_mlenergy_csv(tmp_path: Path, capsys: pytest.CaptureFixtur
                           "--storage", f"sqlite:///{tmp_path / 'm.db'}"], capsys)
     assert rc == 0, err
     assert "5/5 evaluations" in out and "public" in out
+
+
+def test_a_best_config_at_the_slo_boundary_is_flagged_with_a_repeat_command(tmp_path: Path) -> None:
+    """tpot_p90 of the table is 0.01 + 0.0004 * seqs: at seqs 256 it is 112.4 ms, 2.3 % under a 115 ms limit."""
+    data = _table(tmp_path / "data")
+    base = ["--evaluator", "replay", "--replay-data", str(data), "--no-progress", "--no-feasibility-check",
+            "--sampler", "random", "--n-evals", "12"]
+    tight = _run([*base, "--slo", "tpot:p90<=115ms", "--run-dir", str(tmp_path / "tight")], tmp_path)
+    assert tight.returncode == 0, tight.stderr
+    assert "seqs=256" in tight.stdout and "slo_headroom" in tight.stdout
+    assert "2.3% headroom" in tight.stdout and "--repeats 3" in tight.stdout
+    saved = (tmp_path / "tight" / "best_config.yaml").read_text()
+    from recommender.commands._common import build_config
+
+    cfg = build_config(str(tmp_path / "tight" / "best_config.yaml"), {})
+    assert cfg.max_num_seqs == 256 and cfg.enable_chunked_prefill is True, saved
+    loose = _run([*base, "--slo", "tpot:p90<=200ms", "--run-dir", str(tmp_path / "loose")], tmp_path)
+    assert loose.returncode == 0, loose.stderr
+    assert "headroom on its closest target" not in loose.stdout  # 112.4 of 200 ms: 44 % to spare
+    assert not (tmp_path / "loose" / "best_config.yaml").exists()

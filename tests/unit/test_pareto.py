@@ -18,6 +18,7 @@ from recommender.pareto import (
     pareto_front,
     pareto_mask,
     pick_best,
+    slo_headroom,
     slo_violations,
 )
 from recommender.presets import fixed
@@ -111,3 +112,11 @@ def test_hypervolume_2d() -> None:
     assert hypervolume_2d([(1, 3), (2, 1), (3, 3)], (4, 4)) == pytest.approx(7.0)  # dominated adds nothing
     assert hypervolume_2d([(5, 1), (1, 5)], (4, 4)) == 0.0  # outside the reference
     assert hypervolume_2d([], (1, 1)) == 0.0
+
+
+def test_slo_headroom_is_the_closest_targets_relative_slack() -> None:
+    slo = SLO.parse("ttft:p99<=2s,tpot:p90<=50ms")
+    assert slo_headroom({"status": "ok", "ttft_p99_s": 1.0, "tpot_p90_s": 0.045}, slo) == pytest.approx(0.1)
+    assert slo_headroom({"status": "ok", "ttft_p99_s": 2.2, "tpot_p90_s": 0.01}, slo) == pytest.approx(-0.1)
+    assert slo_headroom({"status": "ok", "ttft_p99_s": 1.0}, slo) == -math.inf  # tpot not measured
+    assert slo_headroom({"status": "failed", "ttft_p99_s": 1.0, "tpot_p90_s": 0.01}, slo) == -math.inf
