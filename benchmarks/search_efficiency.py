@@ -502,15 +502,13 @@ def main(argv: list[str] | None = None) -> int:
         for t in (grids + mle) if with_prior else []:  # one fit per model, cached for every scenario of that model
             if t.scenario.model not in priors:
                 priors[t.scenario.model] = pool.submit(train_lomo, train_rows, t.scenario.model)
-        futs = [pool.submit(run_many, t, m, c, args.cap) for t in mle for m in methods if "prior" not in m
+        # methods without a prior start at once; the prior ones once their truth's LOMO prior is fitted
+        futs = [pool.submit(run_many, t, m, c, args.cap) for t in mle + grids for m in methods if "prior" not in m
                 for c in chunks]
-        futs += [pool.submit(run_many, t, m, c, args.cap) for t in grids for m in methods if "prior" not in m
-                 for c in chunks] if not with_prior else []
         for t in (grids + mle) if with_prior else []:
             attach_prior(t, *priors[t.scenario.model].result())
             print(f"# {t.prior_note}", flush=True)
-            futs += [pool.submit(run_many, t, m, c, args.cap) for m in methods if "prior" in m or t.kind != "ml.energy"
-                     for c in chunks]
+            futs += [pool.submit(run_many, t, m, c, args.cap) for m in methods if "prior" in m for c in chunks]
         for f in futs:
             results += f.result()
     truths = mle + grids

@@ -182,11 +182,8 @@ def slo_headroom(item: Measurement | Mapping[str, Any], slo: SLO) -> float:
     """
     if not _is_ok(item):
         return -math.inf
-    out = math.inf
-    for t in slo.targets:
-        v = _value(item, t.key)
-        out = min(out, -math.inf if v is None else 1.0 - v / t.limit_s)
-    return out
+    excess = constraint_values(item, slo)  # observed - limit per target (inf when missing)
+    return min(-excess[t.key] / t.limit_s for t in slo.targets)
 
 
 def constraint_values(item: Measurement | Mapping[str, Any], slo: SLO) -> dict[str, float]:
