@@ -22,7 +22,7 @@ Protocol:
 Run: ``python benchmarks/surrogate_lomo.py [--shared-data ../shared/data] [--out runs/benchmarks]
 [--holdout-measurements data/measurements/h100]``; ``--predict-timing-only`` times the shipped model alone;
 ``--skip-timing --static-weight W`` / ``--latency-physics-static-weight W`` are the ablations of how much the
-static-batch rows (716 of 923) shape the fit.
+static-batch rows (716 of 923) shape the fit, ``--balance-power P`` that of the model-balanced row weights.
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ SLOS_S = (0.025, 0.050, 0.100)
 METRICS = ("energy_per_output_token_j", "throughput_output_tok_s", "itl_p50_s", "itl_p99_s", "avg_power_w")
 
 
-def lomo(shared: Path, static_weight: float = 1.0, latency_physics_static_weight: float | None = None) -> pd.DataFrame:
+def lomo(shared: Path, static_weight: float = 1.0, latency_physics_static_weight: float | None = None,
+         balance_power: float = training.MODEL_BALANCE_POWER) -> pd.DataFrame:
     """Leave-one-model-out predictions of the v3 rows. Ablations: ``static_weight`` weighs the rows of one static
     batch (LLM-Inference-Bench, Splitwise) in every fit; ``latency_physics_static_weight`` weighs them in the least
-    squares of the ITL/TPOT baseline coefficients only (0 = latency physics calibrated on continuous batching)."""
+    squares of the ITL/TPOT baseline coefficients only (0 = latency physics calibrated on continuous batching);
+    ``balance_power`` is the model-balance power of every fit (:func:`training.model_balance_weights`)."""
     loads = load_public(DEFAULT_PUBLIC, shared)
     data = training.training_data([m for ld in loads for m in ld.measurements])
     v3 = data.meta["source"].str.startswith("mlenergy-leaderboard-v3").to_numpy()
@@ -64,7 +66,8 @@ def lomo(shared: Path, static_weight: float = 1.0, latency_physics_static_weight
         latency = np.array([t.startswith(("itl_", "tpot_")) for t in T.LEARNED_TARGETS])
         base_weight = np.where(static[:, None] & latency[None, :], latency_physics_static_weight * static_weight,
                                np.where(static, static_weight, 1.0)[:, None])
-    return training.grouped_cv(data, "model", eval_mask=v3, sample_weight=weight, baseline_weight=base_weight)
+    return training.grouped_cv(data, "model", eval_mask=v3, sample_weight=weight, baseline_weight=base_weight,
+                               balance=balance_power)
 
 
 def served_bounds(cv: pd.DataFrame, metric: str = "itl_p50_s") -> pd.DataFrame:
@@ -112,6 +115,7 @@ def regret_table(r: pd.DataFrame) -> pd.DataFrame:
         mean_regret_pct=("regret_pct", "mean"), max_regret_pct=("regret_pct", "max"),
         max_violation_pct=("violation_pct", "max"),
         picks_violating_over_10pct=("violation_pct", lambda v: int((v > 10).sum())),
+        picks_regret_over_5pct=("regret_pct", lambda v: int((v > 5).sum())),
     ).reset_index()
 
 
@@ -240,6 +244,9 @@ def main() -> None:
                     help="ablation: weight of static-batch rows in every fit (default 1)")
     ap.add_argument("--latency-physics-static-weight", type=_weight, default=None,
                     help="ablation: weight of static-batch rows in the ITL/TPOT baseline least squares only")
+    ap.add_argument("--balance-power", type=_weight, default=training.MODEL_BALANCE_POWER,
+                    help="ablation: model-balance power of every fit (0 = rows weigh alike; default "
+                         f"{training.MODEL_BALANCE_POWER:g})")
     ap.add_argument("--predict-timing-only", action="store_true",
                     help="only time predictions of the shipped model (models/surrogate-v1), e.g. under taskset")
     args = ap.parse_args()
@@ -255,7 +262,7 @@ def main() -> None:
     fmt = lambda x: f"{x:.1f}"  # noqa: E731
 
     t = time.perf_counter()
-    cv = lomo(args.shared_data, args.static_weight, args.latency_physics_static_weight)
+    cv = lomo(args.shared_data, args.static_weight, args.latency_physics_static_weight, args.balance_power)
     cv_s = time.perf_counter() - t
     print(f"Leave-one-model-out over ML.ENERGY v3 H100 rows: {len(cv)} rows, {cv['model'].nunique()} models "
           f"({cv_s:.0f} s)\n")
@@ -274,6 +281,8 @@ def main() -> None:
         print(f"\nRegret of picking max_num_seqs under itl_p50 <= SLO (risk={risk}: {label}):")
         print(tables[risk].to_string(index=False, float_format=fmt))
         if risk == "guarded":
+            print(f"over all {len(r)} picks: median regret {r['regret_pct'].median():.1f}%, "
+                  f"{(r['regret_pct'] <= 5).mean():.0%} within 5% of the best feasible energy")
             worst = r.loc[r.groupby("slo_ms")["violation_pct"].idxmax()]
             print("worst pick per SLO: " + "; ".join(f"{w.slo_ms:g} ms {w.group} at {w.pick_seqs} seqs "
                                                      f"({w.violation_pct:+.1f}%)" for w in worst.itertuples()))

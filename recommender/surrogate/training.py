@@ -41,9 +41,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 #: Rows of a model weigh ``n_model ** -MODEL_BALANCE_POWER`` in every fit (scaled to mean 1), so the models measured
 #: most (Llama-3.1-8B: hundreds of public rows plus most of ours) do not set the fit for the rest. Leave-one-model-out
-#: on the ML.ENERGY v3 H100 rows (``benchmarks/surrogate_lomo.py``), power 0 -> 0.5: J/token MAPE 16.2% -> 15.8%,
-#: median ITL 14.1% -> 13.0%, power 15.7% -> 14.6%, median regret of the guarded pick at a 25 ms ITL SLO 12.3% ->
-#: 6.1%; powers 0.25 / 0.75 gave J/token 15.8% / 16.0% and median ITL 13.1% / 12.9%, so 0.5 is no knife edge.
+#: on the ML.ENERGY v3 H100 rows (``python benchmarks/surrogate_lomo.py --skip-timing --balance-power P``), P = 0 /
+#: 0.25 / 0.5 / 0.75: J/token MAPE 14.3 / 14.4 / 14.3 / 14.9%, median ITL 14.5 / 14.3 / 13.7 / 14.0%, throughput
+#: 13.9 / 13.9 / 13.0 / 13.8%, power 15.6 / 15.4 / 14.7 / 13.8%; worst guarded pick at a 25 ms ITL SLO +21.1 / +15.9 /
+#: +15.9 / +13.1% over it, with median regret 11.7 / 5.6 / 11.7 / 34.2% there.
 MODEL_BALANCE_POWER = 0.5
 #: Central coverage of the served intervals (10th to 90th percentile of out-of-model residuals).
 COVERAGE = 0.8
