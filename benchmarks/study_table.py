@@ -5,7 +5,9 @@ For a real search (e.g. ``benchmarks/optimize_h100.sh``, results in ``data/measu
 proposed each trial (warm start or the sampler), the measured J/token and latency objective, whether it met the
 SLO, and the surrogate's point prediction with its error. CPU only.
 
-Run: ``python benchmarks/study_table.py data/measurements/h100_optimize/study.db``
+Run: ``python benchmarks/study_table.py data/measurements/h100_optimize/study.db [--model-dir DIR]``; ``--model-dir``
+names a folder with another surrogate (``surrogate-v1.skops`` + card), e.g. the one a study ran with, taken from git:
+``mkdir -p /tmp/m && for f in skops card.json; do git show REV:models/surrogate-v1.$f > /tmp/m/surrogate-v1.$f; done``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("study", help="SQLite file of the study (or an RDB URL)")
     ap.add_argument("--study-name", default=None, help="needed when the storage holds several studies")
+    ap.add_argument("--model-dir", default=None, help="folder of the surrogate to compare with (default: models/)")
     args = ap.parse_args(argv)
 
     import optuna
@@ -35,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     scenario = Scenario.model_validate(study.user_attrs["recommender"]["scenario"])
     slo = study.user_attrs["recommender"].get("slo")
     objective = study.user_attrs["recommender"].get("objective", "tpot_p90_s")
-    surrogate = api.load_surrogate()
+    from recommender.errors import RecommenderError
+
+    try:
+        surrogate = api.load_surrogate(args.model_dir)
+    except RecommenderError as e:
+        ap.error(f"--model-dir: {e}")
     print(f"study {study.study_name}: {scenario.model} on {scenario.hardware.count} x {scenario.hardware.gpu}, "
           f"workload {scenario.workload.name} n{scenario.workload.num_requests}; SLO {slo}; objective {objective}")
     print(f"surrogate {surrogate.source}")

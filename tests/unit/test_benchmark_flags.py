@@ -32,3 +32,11 @@ def test_surrogate_lomo_weight_parser_accepts_zero() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod._weight("0") == 0.0 and mod._weight("0.1") == pytest.approx(0.1)
+
+
+def test_study_table_names_a_missing_model_dir(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "study_table.py"),
+                        str(REPO / "data" / "measurements" / "h200_guided" / "study.db"), "--model-dir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode == 2
+    assert "--model-dir" in r.stderr and "card" in r.stderr and "Traceback" not in r.stderr
