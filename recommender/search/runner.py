@@ -379,7 +379,11 @@ class _Runner:
 
         try:
             fn(*args)
-        except UpdateFinishedTrialError:
+        except (UpdateFinishedTrialError, ValueError):
+            # the storage refuses the write (UpdateFinishedTrialError), or Study.tell already read the trial as
+            # finished (ValueError "Cannot tell a COMPLETE trial"); any other ValueError is this worker's own
+            if not self.study._storage.get_trial(trial._trial_id).state.is_finished():
+                raise
             logger.warning("trial %d was finished by another worker while this one held it; moving on", trial.number)
             self._release(trial)
             return True
