@@ -14,6 +14,9 @@ Protocol:
   row's regime: ``guarded`` (the default of ``recommender recommend`` and ``api.recommend``) requires the
   one-sided 80% upper bound to meet the SLO, ``point`` the prediction, ``upper`` the upper end of the 80%
   interval (twice as wide for rows the held-out estimator flags out of distribution);
+- decision bounds (:func:`guard_frontier`, :func:`sweep_first_pick_hits`): with the same held-out predictions,
+  does *any* uniform guard width meet the regret targets, and in how many ML.ENERGY sweeps can a threshold rule's
+  first pick be the best config under the SLO of ``benchmarks/search_efficiency.py``;
 - timing: a full ``train_surrogate`` (with its own validations); predicting 10,000 distinct configs of one
   scenario (ServingConfig objects with and without the OOD check, and a knob DataFrame as ``recommend``
   passes); and ``api.explore`` (candidate frame + prediction + pick) of the ``recommend`` space for
@@ -34,6 +37,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,24 +93,110 @@ def served_bounds(cv: pd.DataFrame, metric: str = "itl_p50_s") -> pd.DataFrame:
     return out
 
 
-def regret(cv: pd.DataFrame, risk: str) -> pd.DataFrame:
-    """Regret rows: per v3 group and SLO ``itl_p50 <= limit``, the pick :func:`recommender.recommend.slo_mask`
-    allows under ``risk`` with the least predicted J/token (the predicted fastest when it allows none)."""
-    bounds = served_bounds(cv)
+GROUP = ["model", "workload", "tensor_parallel_size", "precision_fp8"]  # one v3 sweep of max_num_seqs
+#: Uniform log guards of the decision-bound scans: a pick must satisfy ``predicted * exp(guard) <= limit``.
+GUARDS_LOG = tuple(round(float(g), 3) for g in np.arange(-0.4, 0.4001, 0.005))
+SWEEP_MIN_ROWS = 5  # the sweeps of benchmarks/search_efficiency.py (mlenergy_truths' min_rows)
+
+
+def _pick(g: pd.DataFrame, allowed: np.ndarray, metric: str) -> pd.Series:
+    """The least predicted J/token row of ``g`` among ``allowed`` (the predicted fastest on ``metric`` when none)."""
+    cand = g[allowed] if allowed.any() else g.loc[[g[f"{metric}_pred"].idxmin()]]
+    return cand.loc[cand["energy_per_output_token_j_pred"].idxmin()]
+
+
+def _regret_rows(cv: pd.DataFrame, allows: Any) -> pd.DataFrame:
+    """Per v3 group and SLO ``itl_p50 <= limit``: the pick among the rows ``allows(group, limit_s)`` admits, its
+    regret over the measured best feasible J/token and its measured violation of the SLO (percent)."""
     rows = []
-    for key, g in cv.groupby(["model", "workload", "tensor_parallel_size", "precision_fp8"]):
+    for key, g in cv.groupby(GROUP):
         for slo in SLOS_S:
             feasible = g[g["itl_p50_s"] <= slo]
             if feasible.empty:
                 continue
             best = feasible["energy_per_output_token_j"].min()
-            ok = slo_mask(bounds.loc[g.index], SLO.parse(f"itl:p50<={slo * 1e3:g}ms"), risk)  # type: ignore[arg-type]
-            cand = g[ok] if ok.any() else g.loc[[g["itl_p50_s_pred"].idxmin()]]
-            pick = cand.loc[cand["energy_per_output_token_j_pred"].idxmin()]
+            pick = _pick(g, np.asarray(allows(g, slo), bool), "itl_p50_s")
             rows.append({"slo_ms": slo * 1e3, "group": "/".join(map(str, key)), "pick_seqs": int(pick["max_num_seqs"]),
                          "regret_pct": (pick["energy_per_output_token_j"] / best - 1) * 100,
                          "violation_pct": (pick["itl_p50_s"] / slo - 1) * 100})
     return pd.DataFrame(rows)
+
+
+def regret(cv: pd.DataFrame, risk: str) -> pd.DataFrame:
+    """Regret rows: per v3 group and SLO ``itl_p50 <= limit``, the pick :func:`recommender.recommend.slo_mask`
+    allows under ``risk`` with the least predicted J/token (the predicted fastest when it allows none)."""
+    bounds = served_bounds(cv)
+    return _regret_rows(cv, lambda g, slo: slo_mask(bounds.loc[g.index], SLO.parse(f"itl:p50<={slo * 1e3:g}ms"),
+                                                      risk))  # type: ignore[arg-type]
+
+
+def guard_frontier(cv: pd.DataFrame, guards: tuple[float, ...] = GUARDS_LOG) -> pd.DataFrame:
+    """The regret targets under every *uniform* guard: per guard ``g`` (a pick needs predicted ITL p50 x exp(g)
+    <= SLO, the same for every row) and SLO, the median regret and the picks more than 10% over the SLO.
+
+    A decision bound, not a rule the product uses: whether *any* one guard width meets the regret and the
+    violation targets together with these held-out predictions. ``meets`` is True where it does at every SLO.
+    """
+    rows = []
+    for guard in guards:
+        r = _regret_rows(cv, lambda g, slo, k=guard: (g["itl_p50_s_pred"] * np.exp(k) <= slo).to_numpy())
+        for slo_ms, s in r.groupby("slo_ms"):
+            rows.append({"guard_log": guard, "slo_ms": slo_ms, "median_regret_pct": s["regret_pct"].median(),
+                         "picks_violating_over_10pct": int((s["violation_pct"] > 10).sum())})
+    out = pd.DataFrame(rows)
+    ok = (out["median_regret_pct"] <= 5) & (out["picks_violating_over_10pct"] == 0)
+    return out.assign(meets=ok.groupby(out["guard_log"]).transform("all"))
+
+
+def sweep_first_pick_hits(cv: pd.DataFrame, guards: tuple[float, ...] = GUARDS_LOG,
+                          min_rows: int = SWEEP_MIN_ROWS) -> pd.DataFrame:
+    """The first evaluation of a search on the ML.ENERGY sweeps of ``benchmarks/search_efficiency.py`` (SLO: ITL
+    p99 <= the sweep's median ITL p99), as a decision bound: per uniform guard ``g``, in how many sweeps the
+    least-predicted-energy config with predicted ITL p99 x exp(g) <= limit meets the SLO within 5% of the best
+    feasible energy. A median over the sweeps of at most 1.5 evaluations to 5% needs at least half of them to
+    hit at the first evaluation."""
+    sweeps = [g for _, g in cv.groupby(GROUP) if len(g) >= min_rows]
+    rows = []
+    for guard in guards:
+        hits = 0
+        for g in sweeps:
+            limit = float(np.quantile(g["itl_p99_s"], 0.5))
+            best = g.loc[g["itl_p99_s"] <= limit, "energy_per_output_token_j"].min()
+            pick = _pick(g, (g["itl_p99_s_pred"] * np.exp(guard) <= limit).to_numpy(), "itl_p99_s")
+            hits += bool(pick["itl_p99_s"] <= limit and pick["energy_per_output_token_j"] <= best * 1.05)
+        rows.append({"guard_log": guard, "sweeps": len(sweeps), "first_pick_hits": hits})
+    return pd.DataFrame(rows)
+
+
+def print_decision_bounds(cv: pd.DataFrame) -> dict[str, object]:
+    """Print (and return) what the two scans above say: the guards meeting every regret target, the trade-off
+    at 25 ms, and the most sweeps any threshold rule's first pick hits."""
+    fr = guard_frontier(cv)
+    meeting = sorted(fr.loc[fr["meets"], "guard_log"].unique())
+    print("\nDecision bound 1 (issue 5 targets): uniform guards g (pick needs predicted ITL p50 x exp(g) <= SLO), "
+          f"{GUARDS_LOG[0]:g}..{GUARDS_LOG[-1]:g}:")
+    print("  guards meeting median regret <= 5% and no pick > 10% over at every SLO: "
+          + (", ".join(f"{g:g}" for g in meeting) if meeting else "none"))
+    at25 = fr[fr["slo_ms"] == 25.0]
+    safe = at25[at25["picks_violating_over_10pct"] == 0]
+    cheap = at25[at25["median_regret_pct"] <= 5]
+    if not safe.empty:
+        s = safe.loc[safe["guard_log"].idxmin()]
+        print(f"  25 ms: the narrowest guard with no pick > 10% over is {s.guard_log:g}, median regret "
+              f"{s.median_regret_pct:.1f}%")
+    if not cheap.empty:
+        c = cheap.loc[cheap["guard_log"].idxmax()]
+        print(f"  25 ms: the widest guard with median regret <= 5% is {c.guard_log:g}, "
+              f"{int(c.picks_violating_over_10pct)} pick(s) > 10% over")
+    hits = sweep_first_pick_hits(cv)
+    top = hits.loc[hits["first_pick_hits"].idxmax()]
+    print(f"Decision bound 2 (issue 4 sweeps): the first pick of a threshold rule on predicted ITL p99 hits "
+          f"(feasible, within 5% of the best) in at most {int(top.first_pick_hits)} of {int(top.sweeps)} sweeps "
+          f"(guard {top.guard_log:g}; at guard 0: "
+          f"{int(hits.loc[hits['guard_log'] == 0.0, 'first_pick_hits'].iloc[0])}); a median over the sweeps of at most "
+          f"1.5 evaluations to 5% needs at least {-(-int(top.sweeps) // 2)}")
+    return {"guards_meeting_regret_targets": meeting,
+            "sweep_first_pick_hits_max": int(top.first_pick_hits), "sweeps": int(top.sweeps)}
 
 
 def regret_table(r: pd.DataFrame) -> pd.DataFrame:
@@ -286,12 +376,14 @@ def main() -> None:
             worst = r.loc[r.groupby("slo_ms")["violation_pct"].idxmax()]
             print("worst pick per SLO: " + "; ".join(f"{w.slo_ms:g} ms {w.group} at {w.pick_seqs} seqs "
                                                      f"({w.violation_pct:+.1f}%)" for w in worst.itertuples()))
+    bounds = print_decision_bounds(cv)
     parity = args.out / "surrogate_lomo_parity.png"
     parity_plot(cv, parity)
     print(f"\nparity plot: {parity}")
     result: dict[str, object] = {
         "lomo": training.error_table(cv, METRICS).to_dict("records"),
         "regret": {k: v.to_dict("records") for k, v in tables.items()},
+        "decision_bounds": bounds,
     }
     if args.holdout_measurements:
         ho = holdout(args.shared_data, args.holdout_measurements)
