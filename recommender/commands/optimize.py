@@ -177,6 +177,10 @@ def register(app: typer.Typer) -> None:
                                                   help="Evaluate configs the static check would reject."),
         allow_gpu_tuning: bool = typer.Option(False, "--allow-gpu-tuning",
                                               help="vllm: let the evaluator lock SM clocks / set power limits."),
+        confirm_repeats: Optional[int] = typer.Option(
+            None, "--confirm-repeats", help="After the budget, run the best config up to N more times while it meets "
+                                            "the SLO with under 10% headroom, and judge it on the median of its runs "
+                                            "(default 2 for vllm; surrogate and replay answers do not vary: 0)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Search for the least-energy configs under the SLO; prints the feasible Pareto front."""
@@ -220,13 +224,19 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size or (4 if evaluator == "vllm" else 1), check_feasible=not no_feasibility_check,
                 heartbeat_interval_s=heartbeat_interval, grace_period_s=grace_period, progress=progress,
                 save_measurements=save, resume_command=_command_line(ctx),
+                confirm_repeats=(2 if evaluator == "vllm" else 0) if confirm_repeats is None else confirm_repeats,
             )
         typer.echo(f"study {result.study_name}: {result.evaluations}/{result.n_evals} evaluations "
                    f"({result.failed} failed), {result.infeasible} infeasible skipped, stop: {result.stop_reason}")
         typer.echo(f"storage {result.storage_url}; run dir {result.run_dir}")
+        if result.repeats:
+            typer.echo(f"{len(result.repeats)} repeat run(s) of configs at the SLO boundary (not counted above); a "
+                       "config run more than once is judged on the median of its runs (column runs)")
         rows = result.summary().to_dict("records")
         for r in rows:
             r["best"] = "*" if r["best"] else ""
+            if result.runs:
+                r["runs"] = result.runs.get(str(r.get("measurement_id")), 1)
         render_table(rows, title=f"feasible Pareto front (energy J/tok vs {result.objective}, seconds):")
         if result.best is None:
             typer.echo(f"no evaluated config meets the SLO {result.slo}")

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from recommender.pareto import ENERGY_KEY, pareto_front, pick_best, slo_headroom
 from recommender.search import trials as tr
+from recommender.search._space import config_key
+from recommender.search.confirm import consolidate
 from recommender.search.progress import summary_frame
 from recommender.search.storage import _redact
 
@@ -39,8 +41,12 @@ class StudyResult:
         failed: evaluations that failed (OOM, timeout, not in a replay table, ...).
         infeasible, duplicates, skipped: trials that spent no evaluation.
         measurements: every evaluated Measurement, in trial order; ``trial_numbers`` maps id -> trial number.
-        pareto: the feasible (every SLO target met) energy/latency Pareto front, least energy first.
-        best: the least-energy measurement meeting the SLO (ties: lower latency), or None.
+        pareto: the feasible (every SLO target met) energy/latency Pareto front, least energy first, over the configs
+            as :func:`recommender.search.confirm.consolidate` judges them: a config run more than once (repeats near
+            the SLO boundary) counts with the median of its runs, under its first run's id.
+        best: the least-energy config meeting the SLO (ties: lower latency), judged the same way, or None.
+        repeats: the repeat runs (``run_study(..., confirm_repeats=N)``), not counted in ``evaluations``;
+            ``runs`` maps a first run's id -> how many runs its config has (only configs run more than once).
         stop_reason: ``budget`` (n_evals reached), ``exhausted`` (no unseen feasible config left) or
             ``stalled`` (the sampler kept proposing known configs).
         resume_command: what re-runs this study to completion.
@@ -65,6 +71,8 @@ class StudyResult:
     stop_reason: str
     resume_command: str
     trial_numbers: dict[str, int] = field(default_factory=dict)
+    repeats: list[Measurement] = field(default_factory=list)
+    runs: dict[str, int] = field(default_factory=dict)
 
     @property
     def objectives(self) -> tuple[str, str]:
@@ -84,8 +92,9 @@ class StudyResult:
         return h is not None and h < BOUNDARY_HEADROOM
 
     def summary(self) -> pd.DataFrame:
-        """The feasible Pareto front as a table, the SLO pick marked (``progress.summary_frame``)."""
-        return summary_frame(self.measurements, self.slo, self.objective)
+        """The feasible Pareto front as a table, the SLO pick marked (``progress.summary_frame``); a config run more
+        than once with the median of its runs."""
+        return summary_frame(consolidate([*self.measurements, *self.repeats]), self.slo, self.objective)
 
     def frame(self) -> pd.DataFrame:
         """Every evaluation as a row (``Measurement.row()``) plus its ``trial`` number."""
@@ -99,21 +108,28 @@ class StudyResult:
 
 def build_result(study: optuna.Study, loc: StudyLocation, scenario: Scenario, slo: SLO, objective: str, sampler: str,
                  n_evals: int, stop_reason: str, resume_command: str) -> StudyResult:
-    """Read every evaluated trial of ``study`` back into Measurements and compute the front and the pick."""
+    """Read every evaluated (and repeated) trial of ``study`` back into Measurements and compute the front and the
+    pick over the consolidated configs."""
     trials = study.get_trials(deepcopy=False)
     t = tr.tally(trials)
     ms: list[Measurement] = []
+    reps: list[Measurement] = []
     numbers: dict[str, int] = {}
     for trial in trials:
-        m = tr.measurement_of(trial, scenario)
+        m = tr.measurement_of(trial, scenario, repeats=True)
         if m is not None:
-            ms.append(m)
+            (ms if tr.is_evaluation(trial) else reps).append(m)
             numbers[m.id] = trial.number
+    judged = consolidate([*ms, *reps])
+    count: dict[str, int] = {}
+    for m in (*ms, *reps):
+        count[config_key(m.config)] = count.get(config_key(m.config), 0) + 1
+    runs = {m.id: count[config_key(m.config)] for m in judged if count[config_key(m.config)] > 1}
     objs = (ENERGY_KEY, objective)
     return StudyResult(
         study_name=loc.study_name, storage_url=_redact(loc.storage_url), run_dir=loc.run_dir, scenario=scenario,
         slo=slo, objective=objective, sampler=sampler, n_evals=n_evals, evaluations=t.evaluations, failed=t.failed,
         infeasible=t.infeasible, duplicates=t.duplicates, skipped=t.skipped, measurements=ms,
-        pareto=pareto_front(ms, objs, slo=slo), best=pick_best(ms, slo, objective), stop_reason=stop_reason,
-        resume_command=resume_command, trial_numbers=numbers,
+        pareto=pareto_front(judged, objs, slo=slo), best=pick_best(judged, slo, objective), stop_reason=stop_reason,
+        resume_command=resume_command, trial_numbers=numbers, repeats=reps, runs=runs,
     )

@@ -84,7 +84,7 @@ def run_study(
     feasibility: FeasibilityFn | None = None, check_feasible: bool = True, heartbeat_interval_s: int = 30,
     grace_period_s: int | None = None, max_retry: int | None = 3, poll_interval_s: float = 2.0,
     progress: bool = False, save_measurements: bool = True, resume_command: str | None = None,
-    max_idle: int | None = None,
+    max_idle: int | None = None, confirm_repeats: int = 0,
 ) -> StudyResult:
     """Search ``space`` for the energy/latency Pareto front of ``scenario`` under ``slo``; one worker.
 
@@ -114,6 +114,10 @@ def run_study(
         save_measurements: write each evaluated Measurement to ``<run dir>/measurements``.
         resume_command: the command to log when interrupted (the CLI passes its own).
         max_idle: proposals in a row that evaluate nothing before giving up (default ``max(50, 5 n_evals)``).
+        confirm_repeats: once the budget is spent, run the best config up to this many more times while it meets
+            the SLO with less than :data:`~recommender.search.result.BOUNDARY_HEADROOM` to spare, and judge it on
+            the median of its runs (:mod:`recommender.search.confirm`); 0 (default) runs no repeat. Repeats are
+            extra to ``n_evals``.
 
     Returns:
         A :class:`StudyResult` over every evaluation in the study (all workers'), not only this worker's.
@@ -126,6 +130,8 @@ def run_study(
         raise InputError("--n-evals", n_evals, "give at least 1 evaluation")
     if batch_size < 1:
         raise InputError("--batch-size", batch_size, "give at least 1")
+    if confirm_repeats < 0:
+        raise InputError("--confirm-repeats", confirm_repeats, "give 0 (no repeats) or more")
     if isinstance(space, str):
         from recommender.space import load_space
 
@@ -142,6 +148,7 @@ def run_study(
     runner = _Runner(storage_obj, loc, scenario, space, slo, objective, evaluator, n_evals, sampler, seed, batch_size,
                      feasibility if check_feasible else None, heartbeat_interval_s, grace_period_s, max_retry,
                      poll_interval_s, progress, save_measurements, max_idle or max(50, 5 * n_evals))
+    runner.confirm_repeats = confirm_repeats
     runner.resume_command = resume_command or (
         f"run_study(..., n_evals={n_evals}, study_name={name!r}, storage={loc.storage_url!r}) with the same arguments")
     return runner.run(warm_start, warm_start_k)
@@ -170,6 +177,7 @@ class _Runner:
         self.guide: PriorGuide | None = None
         self.guide_k = 0
         self.resume_command = ""
+        self.confirm_repeats = 0
 
     # ---- setup -------------------------------------------------------------------------------------------
     def _open_study(self) -> optuna.Study:
@@ -255,11 +263,30 @@ class _Runner:
             raise
         finally:
             bar.close()
+        if self.confirm_repeats and stop in ("budget", "exhausted"):
+            self._confirm()
         if stop != "budget":
             logger.warning("study %s stopped early (%s) after %d evaluations: no feasible config is left that was not "
                            "evaluated already", self.loc.study_name, stop, tr.tally(self.study.trials).evaluations)
         return build_result(self.study, self.loc, self.scenario, self.slo, self.objective, self.sampler_name,
                             self.n_evals, stop, self.resume_command)
+
+    def _confirm(self) -> None:
+        """Repeat a best config at the SLO boundary (:func:`recommender.search.confirm.confirm_best`); an interrupt
+        keeps the repeats stored so far (a rerun goes on from them)."""
+        from recommender.search.confirm import confirm_best
+        from recommender.search.result import BOUNDARY_HEADROOM
+
+        def save(m: Measurement) -> None:
+            if self.save:
+                from recommender.dataset import save_measurement
+
+                save_measurement(m, self.loc.measurements_dir)
+
+        n = confirm_best(self.study, self.space, self.scenario, self.slo, self.objective, self.evaluator,
+                         self.confirm_repeats, headroom=BOUNDARY_HEADROOM, save=save)
+        if n:
+            logger.info("study %s: %d repeat run(s) of configs at the SLO boundary", self.loc.study_name, n)
 
     def _start_guide(self, predictor: Evaluator, k: int) -> None:
         self.guide = PriorGuide(self.space, self.scenario, self.slo, self.objective, predictor, self._feasible,

@@ -11,6 +11,8 @@ Every trial the search finishes carries the user attribute ``kind`` (state; coun
 - ``skipped`` (PRUNED; no): another worker already runs the same config, or the budget was taken
   (``skip_reason``: ``running_elsewhere`` / ``budget_full``).
 - ``interrupted`` (FAIL; no): the worker was stopped mid-trial; the config is re-queued.
+- ``repeat`` (COMPLETE or FAIL; no): another run of an evaluated config near the SLO boundary, added after the
+  budget (:mod:`recommender.search.confirm`); ``repeat_of`` is the trial that first evaluated it.
 
 A FAIL trial without ``kind`` was failed by the heartbeat check (its worker died) and re-queued by Optuna.
 Objective values of a COMPLETE trial are ``(energy_per_output_token_j, <latency objective>)``, both
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from recommender.slo import SLO
 
 EVALUATED, DUPLICATE, INFEASIBLE = "evaluated", "duplicate", "infeasible"
-SKIPPED, INTERRUPTED = "skipped", "interrupted"
+SKIPPED, INTERRUPTED, REPEAT = "skipped", "interrupted", "repeat"
 FEASIBILITY_CONSTRAINT = "feasibility"
 
 
@@ -78,6 +80,18 @@ def _metrics_attr(m: Measurement) -> dict[str, float]:
     return {k: v for k in Metrics.model_fields if (v := m.value(k)) is not None}
 
 
+def outcome_attrs(m: Measurement) -> dict[str, Any]:
+    """The user attributes that record ``m`` on a trial: id, provenance, status, metrics, the Measurement without its
+    scenario, and for a failed one ``failure_reason`` / ``failure_detail``."""
+    attrs: dict[str, Any] = {
+        "measurement_id": m.id, "provenance": m.provenance, "status": m.status, "metrics": _metrics_attr(m),
+        "measurement": m.model_dump(mode="json", exclude={"scenario"}),
+    }
+    if not m.ok:
+        attrs.update(failure_reason=m.failure_reason or "failed", failure_detail=m.failure_detail[:2000])
+    return attrs
+
+
 def tell_measurement(study: optuna.Study, trial: optuna.Trial, m: Measurement, objectives: Sequence[str], slo: SLO,
                      kind: str = EVALUATED, duplicate_of: int | None = None) -> optuna.trial.FrozenTrial:
     """Store ``m`` on ``trial`` and finish it: COMPLETE with values and SLO constraints, or FAIL.
@@ -87,10 +101,7 @@ def tell_measurement(study: optuna.Study, trial: optuna.Trial, m: Measurement, o
     """
     from optuna.trial import TrialState
 
-    attrs: dict[str, Any] = {
-        "measurement_id": m.id, "provenance": m.provenance, "status": m.status, "metrics": _metrics_attr(m),
-        "measurement": m.model_dump(mode="json", exclude={"scenario"}),
-    }
+    attrs = outcome_attrs(m)
     if duplicate_of is not None:
         attrs["duplicate_of"] = duplicate_of
     values: list[float] | None = None
@@ -107,8 +118,6 @@ def tell_measurement(study: optuna.Study, trial: optuna.Trial, m: Measurement, o
             for key, c in cons.items():
                 trial.set_constraint(key, c)
             attrs["meets_slo"] = all(c <= 0 for c in cons.values())
-    else:
-        attrs.update(failure_reason=m.failure_reason or "failed", failure_detail=m.failure_detail[:2000])
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     trial.set_user_attr("kind", kind)  # last: a trial carries a kind only once its outcome is stored
@@ -169,6 +178,7 @@ class Tally:
     infeasible: int = 0
     duplicates: int = 0
     skipped: int = 0
+    repeats: int = 0
     running: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     waiting: int = 0
     queued: list[optuna.trial.FrozenTrial] = field(default_factory=list)  # the WAITING trials
@@ -206,13 +216,15 @@ def tally(trials: Sequence[optuna.trial.FrozenTrial]) -> Tally:
             out.duplicates += 1
         elif kind == SKIPPED:
             out.skipped += 1
+        elif kind == REPEAT:
+            out.repeats += 1
     return out
 
 
-def measurement_of(t: optuna.trial.FrozenTrial, scenario: Scenario) -> Measurement | None:
-    """The Measurement stored on an evaluated trial (None for other trials)."""
+def measurement_of(t: optuna.trial.FrozenTrial, scenario: Scenario, repeats: bool = False) -> Measurement | None:
+    """The Measurement stored on an evaluated trial, or with ``repeats`` also on a repeat (None for other trials)."""
     blob = t.user_attrs.get("measurement")
-    if blob is None or not is_evaluation(t):
+    if blob is None or not (is_evaluation(t) or (repeats and t.user_attrs.get("kind") == REPEAT)):
         return None
     return Measurement.model_validate({**blob, "scenario": scenario})
 
@@ -234,7 +246,7 @@ def objective_keys(objective: str) -> tuple[str, str]:
 
 
 __all__ = [
-    "EVALUATED", "DUPLICATE", "INFEASIBLE", "SKIPPED", "INTERRUPTED", "FEASIBILITY_CONSTRAINT", "Tally", "tally",
+    "EVALUATED", "DUPLICATE", "INFEASIBLE", "SKIPPED", "INTERRUPTED", "REPEAT", "FEASIBILITY_CONSTRAINT", "Tally", "tally",
     "mark_config", "trial_config_key", "held_config_key", "tell_measurement", "tell_copy", "tell_infeasible", "tell_skipped",
-    "is_evaluation", "measurement_of", "objective_keys", "resolve_objective", "config_key",
+    "outcome_attrs", "is_evaluation", "measurement_of", "objective_keys", "resolve_objective", "config_key",
 ]

@@ -109,3 +109,15 @@ def test_a_best_config_at_the_slo_boundary_is_flagged_with_a_repeat_command(tmp_
     assert loose.returncode == 0, loose.stderr
     assert "headroom on its closest target" not in loose.stdout  # 112.4 of 200 ms: 44 % to spare
     assert not (tmp_path / "loose" / "best_config.yaml").exists()
+
+
+def test_confirm_repeats_rerun_the_boundary_best_and_show_its_runs(tmp_path: Path) -> None:
+    data = _table(tmp_path / "data")
+    base = ["--evaluator", "replay", "--replay-data", str(data), "--no-progress", "--no-feasibility-check",
+            "--sampler", "random", "--n-evals", "12", "--slo", "tpot:p90<=115ms"]
+    r = _run([*base, "--confirm-repeats", "2", "--run-dir", str(tmp_path / "rep")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "12/12 evaluations" in r.stdout and "2 repeat run(s)" in r.stdout
+    assert "runs" in r.stdout and "2.3% headroom" in r.stdout  # a replay repeats the same numbers: still flagged
+    bad = _run([*base, "--confirm-repeats", "-1", "--run-dir", str(tmp_path / "bad")], tmp_path)
+    assert bad.returncode != 0 and "--confirm-repeats" in bad.stderr and "Traceback" not in bad.stderr
