@@ -24,7 +24,8 @@ Protocol:
 
 Run: ``python benchmarks/surrogate_lomo.py [--shared-data ../shared/data] [--out runs/benchmarks]
 [--holdout-measurements data/measurements/h100]``; ``--predict-timing-only`` times the shipped model alone;
-``--skip-timing --static-weight W`` / ``--latency-physics-static-weight W`` are the ablations of how much the
+``--jackknife K`` adds a delete-a-group jackknife over models (does disagreement flag a held-out model's
+error?); ``--skip-timing --static-weight W`` / ``--latency-physics-static-weight W`` are the ablations of how much the
 static-batch rows (716 of 923) shape the fit, ``--balance-power P`` that of the model-balanced row weights.
 """
 
@@ -239,6 +240,29 @@ def parity_plot(cv: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def model_jackknife(shared: Path, groups: int) -> pd.DataFrame:
+    """Is a held-out model's error visible as disagreement? Per v3 model held out, ``groups`` more fits, each also
+    without every ``groups``-th of the remaining models (a delete-a-group jackknife over models); per model, the
+    median over its rows of the spread (std of log predictions across those fits) of median and p99 ITL."""
+    data = training.training_data([m for ld in load_public(DEFAULT_PUBLIC, shared) for m in ld.measurements])
+    models = data.meta["model"].to_numpy()
+    v3 = data.meta["source"].str.startswith("mlenergy-leaderboard-v3").to_numpy()
+    keys = ("itl_p50_s", "itl_p99_s")
+    rows = []
+    for held in sorted(pd.unique(models[v3])):
+        test = (models == held) & v3
+        rest = sorted(set(models) - {held})
+        logs = []
+        for k in range(groups):
+            train = (models != held) & ~np.isin(models, rest[k::groups])
+            fold = data.subset(train)
+            pred = training.predict_metrics(training.fit_estimator(fold), data.X[test], training.tpot_is_learned(fold))
+            logs.append(np.log(pred[list(keys)].to_numpy()))
+        spread = np.std(np.stack(logs), axis=0)  # (rows, metrics)
+        rows.append({"model": held, **{f"{k}_spread": float(np.median(spread[:, i])) for i, k in enumerate(keys)}})
+    return pd.DataFrame(rows)
+
+
 def holdout(shared: Path, paths: list[Path]) -> pd.DataFrame:
     """Train on the public data only; score on our own measurement files (an independent check)."""
     from recommender.dataset import load_training_measurements
@@ -323,6 +347,17 @@ def _weight(text: str) -> float:
     return w
 
 
+def _groups(text: str) -> int:
+    """Jackknife fits per held-out model: 0 (skip) or at least 2 (one fit would drop every other model)."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 0 (skip) or at least 2, e.g. 4") from None
+    if k != 0 and k < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 (skip) or at least 2, e.g. 4")
+    return k
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
@@ -337,6 +372,9 @@ def main() -> None:
     ap.add_argument("--balance-power", type=_weight, default=training.MODEL_BALANCE_POWER,
                     help="ablation: model-balance power of every fit (0 = rows weigh alike; default "
                          f"{training.MODEL_BALANCE_POWER:g})")
+    ap.add_argument("--jackknife", type=_groups, default=0, metavar="K",
+                    help="also fit K jackknife models per held-out model (each without every K-th other model) and "
+                         "print how much their ITL predictions disagree, next to the held-out error (default 0: skip)")
     ap.add_argument("--predict-timing-only", action="store_true",
                     help="only time predictions of the shipped model (models/surrogate-v1), e.g. under taskset")
     args = ap.parse_args()
@@ -377,6 +415,13 @@ def main() -> None:
             print("worst pick per SLO: " + "; ".join(f"{w.slo_ms:g} ms {w.group} at {w.pick_seqs} seqs "
                                                      f"({w.violation_pct:+.1f}%)" for w in worst.itertuples()))
     bounds = print_decision_bounds(cv)
+    if args.jackknife:
+        jk = model_jackknife(args.shared_data, args.jackknife).set_index("model")
+        err = cv.assign(**{f"{k}_log_error": np.log(cv[f"{k}_pred"] / cv[k]) for k in ("itl_p50_s", "itl_p99_s")})
+        jk = jk.join(err.groupby("model")[["itl_p50_s_log_error", "itl_p99_s_log_error"]].median())
+        print(f"\nJackknife over models ({args.jackknife} fits per held-out model): median spread of the log "
+              "prediction vs the median held-out log error (prediction / measured):")
+        print(jk.to_string(float_format=lambda x: f"{x:+.3f}"))
     parity = args.out / "surrogate_lomo_parity.png"
     parity_plot(cv, parity)
     print(f"\nparity plot: {parity}")

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
     ("--latency-physics-static-weight", "x", "is not a number"),
     ("--static-weight", "nan", "give a finite weight >= 0"),
     ("--balance-power", "-0.5", "give a finite weight >= 0"),
+    ("--jackknife", "1", "give 0 (skip) or at least 2"),
+    ("--jackknife", "two", "is not a whole number"),
 ])
 def test_surrogate_lomo_refuses_bad_weights(flag: str, value: str, says: str) -> None:
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "surrogate_lomo.py"), flag, value],
