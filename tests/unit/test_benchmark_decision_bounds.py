@@ -53,6 +53,7 @@ def test_an_optimistic_model_violates_the_slo_until_the_guard_covers_its_bias(lo
     cv = _sweep("scout-like", (10, 14, 20, 24, 30, 60), 0.7)  # predicted 30% fast
     fr = lomo.guard_frontier(cv, guards=(0.0, 0.4)).set_index(["guard_log", "slo_ms"])
     assert fr.loc[(0.0, 25.0), "picks_violating_over_10pct"] == 1  # picks 96 seqs (30 ms measured)
+    assert fr.loc[(0.0, 25.0), "violating_models"] == ["scout-like"]
     assert fr.loc[(0.4, 25.0), "picks_violating_over_10pct"] == 0
 
 
