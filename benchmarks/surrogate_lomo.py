@@ -24,7 +24,8 @@ Protocol:
 
 Run: ``python benchmarks/surrogate_lomo.py [--shared-data ../shared/data] [--out runs/benchmarks]
 [--holdout-measurements data/measurements/h100]``; ``--predict-timing-only`` times the shipped model alone;
-``--jackknife K`` adds a delete-a-group jackknife over models (does disagreement flag a held-out model's
+``--guard-quantile Q`` re-scores the guarded rule with another one-sided quantile; ``--jackknife K`` adds a
+delete-a-group jackknife over models (does disagreement flag a held-out model's
 error?); ``--skip-timing --static-weight W`` / ``--latency-physics-static-weight W`` are the ablations of how much the
 static-batch rows (716 of 923) shape the fit, ``--balance-power P`` that of the model-balanced row weights.
 """
@@ -48,7 +49,7 @@ from recommender.slo import SLO
 from recommender.surrogate import targets as T
 from recommender.surrogate import training
 from recommender.surrogate.build import DEFAULT_PUBLIC, train_surrogate
-from recommender.surrogate.predictor import OOD_WIDEN, Surrogate
+from recommender.surrogate.predictor import GUARD_QUANTILE, OOD_WIDEN, Surrogate
 from recommender.surrogate.public_data import load_public
 
 SLOS_S = (0.025, 0.050, 0.100)
@@ -75,16 +76,22 @@ def lomo(shared: Path, static_weight: float = 1.0, latency_physics_static_weight
                                balance=balance_power)
 
 
-def served_bounds(cv: pd.DataFrame, metric: str = "itl_p50_s") -> pd.DataFrame:
+def served_bounds(cv: pd.DataFrame, metric: str = "itl_p50_s", guard_quantile: float = GUARD_QUANTILE) -> pd.DataFrame:
     """Per held-out row, the predicted ``metric`` with the bounds the shipped surrogate would serve for a model it
     never saw: the ``<m>_upper`` / ``<m>_high`` columns :meth:`Surrogate.predict_features` forms, from the
     quantiles of the *other* models' out-of-model residuals in the row's regime (what the card holds), via
-    :meth:`Surrogate.log_quantiles`; ``<m>_high`` widened for rows the held-out estimator flags OOD."""
+    :meth:`Surrogate.log_quantiles`; ``<m>_high`` widened for rows the held-out estimator flags OOD.
+    ``guard_quantile`` (ablation) replaces the shipped :data:`GUARD_QUANTILE` of the one-sided bound."""
+    guard_key = f"{GUARD_QUANTILE:g}"
     out = pd.DataFrame({metric: cv[f"{metric}_pred"].to_numpy()}, index=cv.index)
     i = T.METRICS.index(metric)
     for model in cv["model"].unique():
         rows = (cv["model"] == model).to_numpy()
-        sur = Surrogate(estimator=None, regime_quantiles=training.regime_residual_quantiles(cv[~rows]))  # type: ignore[arg-type]
+        qs = training.regime_residual_quantiles(cv[~rows], (*training.RESIDUAL_QUANTILES, guard_quantile))
+        for per_metric in qs.values():
+            for q in per_metric.values():
+                q[guard_key] = q[f"{guard_quantile:g}"]
+        sur = Surrogate(estimator=None, regime_quantiles=qs)  # type: ignore[arg-type]
         q = sur.log_quantiles()  # (regime, metric, low/high/guard)
         r = (cv.loc[rows, "regime"] != training.REGIMES[0]).to_numpy().astype(int)
         widen = np.where(cv.loc[rows, "ood"].to_numpy(bool), OOD_WIDEN, 1.0)
@@ -123,10 +130,10 @@ def _regret_rows(cv: pd.DataFrame, allows: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def regret(cv: pd.DataFrame, risk: str) -> pd.DataFrame:
+def regret(cv: pd.DataFrame, risk: str, guard_quantile: float = GUARD_QUANTILE) -> pd.DataFrame:
     """Regret rows: per v3 group and SLO ``itl_p50 <= limit``, the pick :func:`recommender.recommend.slo_mask`
     allows under ``risk`` with the least predicted J/token (the predicted fastest when it allows none)."""
-    bounds = served_bounds(cv)
+    bounds = served_bounds(cv, guard_quantile=guard_quantile)
     return _regret_rows(cv, lambda g, slo: slo_mask(bounds.loc[g.index], SLO.parse(f"itl:p50<={slo * 1e3:g}ms"),
                                                       risk))  # type: ignore[arg-type]
 
@@ -358,6 +365,17 @@ def _weight(text: str) -> float:
     return w
 
 
+def _quantile(text: str) -> float:
+    """A one-sided guard quantile: a number in (0.5, 1)."""
+    try:
+        q = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a quantile in (0.5, 1), e.g. 0.75") from None
+    if not 0.5 < q < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a quantile in (0.5, 1), e.g. 0.75")
+    return q
+
+
 def _groups(text: str) -> int:
     """Jackknife fits per held-out model: 0 (skip) or at least 2 (one fit would drop every other model)."""
     try:
@@ -383,6 +401,9 @@ def main() -> None:
     ap.add_argument("--balance-power", type=_weight, default=training.MODEL_BALANCE_POWER,
                     help="ablation: model-balance power of every fit (0 = rows weigh alike; default "
                          f"{training.MODEL_BALANCE_POWER:g})")
+    ap.add_argument("--guard-quantile", type=_quantile, default=GUARD_QUANTILE, metavar="Q",
+                    help=f"ablation: the guarded rule's one-sided bound at quantile Q of the other models' residuals "
+                         f"(default {GUARD_QUANTILE:g}, the shipped one)")
     ap.add_argument("--jackknife", type=_groups, default=0, metavar="K",
                     help="also fit K jackknife models per held-out model (each without every K-th other model) and "
                          "print how much their ITL predictions disagree, next to the held-out error (default 0: skip)")
@@ -411,11 +432,11 @@ def main() -> None:
     print(per_model.groupby("model")[[f"ape_{m}" for m in METRICS[:4]]].mean()
           .rename(columns=lambda c: c.removeprefix("ape_")).to_string(float_format=fmt))
     tables = {}
-    kinds = (("guarded", "the default rule: one-sided 80% upper bound of ITL meets the SLO"),
+    kinds = (("guarded", f"the default rule: one-sided {args.guard_quantile:.0%} upper bound of ITL meets the SLO"),
              ("point", "point prediction"),
              ("upper", "upper end of the served 80% interval, widened out of distribution"))
     for risk, label in kinds:
-        r = regret(cv, risk)
+        r = regret(cv, risk, args.guard_quantile)
         tables[risk] = regret_table(r)
         print(f"\nRegret of picking max_num_seqs under itl_p50 <= SLO (risk={risk}: {label}):")
         print(tables[risk].to_string(index=False, float_format=fmt))

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
     ("--static-weight", "nan", "give a finite weight >= 0"),
     ("--balance-power", "-0.5", "give a finite weight >= 0"),
     ("--jackknife", "1", "give 0 (skip) or at least 2"),
+    ("--guard-quantile", "0.4", "give a quantile in (0.5, 1)"),
+    ("--guard-quantile", "high", "is not a number"),
     ("--jackknife", "two", "is not a whole number"),
 ])
 def test_surrogate_lomo_refuses_bad_weights(flag: str, value: str, says: str) -> None:
