@@ -56,7 +56,7 @@ def sidebar() -> tuple[str, str, int, str, dict, str, str]:
     extra = sb.text_input("More targets (e.g. itl:p99<=100ms)", value="")
     slo = f"ttft:p99<={ttft}ms,tpot:p90<={tpot}ms" + (f",{extra}" if extra.strip() else "")
     risk = sb.radio("Meet the SLO with", ["guarded", "point", "upper"], format_func=lambda r: {
-        "guarded": "the 80% upper bound (validated default)", "point": "the predicted value",
+        "guarded": "the one-sided 75% upper bound (validated default)", "point": "the predicted value",
         "upper": "the interval's upper end (cautious)"}[r])
     return model, gpu, count, workload, overrides, slo, risk
 

@@ -73,8 +73,8 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
     """Score every feasible config of ``space`` with the surrogate and pick under ``slo``.
 
     ``risk`` says which value must meet each target (:data:`recommender.recommend.RISKS`): ``guarded`` (default)
-    the one-sided 80% upper bound, the rule ``benchmarks/surrogate_lomo.py`` validates; ``point`` the prediction;
-    ``upper`` the upper end of the 80% interval.
+    the one-sided 75% upper bound (:data:`recommender.surrogate.predictor.GUARD_QUANTILE`), the rule
+    ``benchmarks/surrogate_lomo.py`` validates; ``point`` the prediction; ``upper`` the upper end of the 80% interval.
 
     Returns the Recommendation and the full predictions frame (one row per feasible config, with
     ``meets_slo``, ``pareto`` and ``chosen`` columns) for plots and tables.
@@ -90,7 +90,7 @@ def explore(scen: Scenario, slo: str | SLO, space: str = "recommend", objective:
         raise InputError("slo.attainment", s.attainment, "the surrogate predicts percentiles, not the fraction of "
                          "requests meeting every target; drop 'attainment' (measure it with `recommender measure`)")
     if risk not in RISKS:
-        raise InputError("risk", risk, "use 'guarded' (one-sided 80% upper bound, the default), 'point' (predicted "
+        raise InputError("risk", risk, "use 'guarded' (one-sided 75% upper bound, the default), 'point' (predicted "
                          "value) or 'upper' (upper end of the 80% interval)")
     sur = surrogate or load_surrogate()
     cands = candidate_frame(load_space(space), scen)

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
                                 help="Targets 'metric:percentile<=limit', comma-separated (ttft/tpot/itl; p50/p90/p99)."),
         objective: Optional[str] = typer.Option(None, "--objective", help="Latency objective (default: tightest target)."),
         space: str = typer.Option("recommend", "--space", help="Knob space to score."),
-        risk: str = typer.Option("guarded", "--risk", help="Which value must meet the SLO: 'guarded' (one-sided 80% "
+        risk: str = typer.Option("guarded", "--risk", help="Which value must meet the SLO: 'guarded' (one-sided 75% "
                                  "upper bound, validated by benchmarks/surrogate_lomo.py), 'point' (predicted value) "
                                  "or 'upper' (upper end of the 80% interval)."),
         export: Optional[str] = typer.Option(None, "--export", help="Also write the pick as vllm, k8s or json."),

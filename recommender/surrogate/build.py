@@ -5,7 +5,7 @@
 1. load our Measurement JSON files and the requested public adapters;
 2. build the training frame (:func:`recommender.surrogate.training.training_data`);
 3. leave-one-model-out and leave-one-workload-out validation; the out-of-model residuals also calibrate the
-   served intervals (split-conformal: their 10th/90th percentiles) and the one-sided 80% bound recommendations
+   served intervals (split-conformal: their 10th/90th percentiles) and the one-sided 75% bound recommendations
    guard SLOs with, per serving regime (continuous batching / one static batch);
 4. where measurements at locked clocks exist, refit the DVFS model's free shares to them and redo step 2;
 5. fit on everything and save the skops artifact and its card (:mod:`recommender.surrogate.persistence`).

@@ -14,10 +14,11 @@ for each serving regime (continuous batching vs one static batch, see
 - ``<m>_low`` / ``<m>_high``: the central 80% interval (10th / 90th percentile), twice as wide for rows out of
   the training distribution, wider still where the DVFS model moved the prediction;
 - ``<m>_upper`` (latency metrics): the one-sided :data:`GUARD_QUANTILE` upper bound, the prediction times the
-  80th percentile of the residuals (never below the prediction). ``recommend`` requires it to meet the SLO by
-  default: the rule ``benchmarks/surrogate_lomo.py`` validates leave-one-model-out (median regret 0%, no pick
-  more than 10% over the SLO). It is not widened for OOD rows: the residuals it comes from are those of models
-  held out of training, most of them outside the other models' range.
+  75th percentile of the residuals (never below the prediction). ``recommend`` requires it to meet the SLO by
+  default: the rule ``benchmarks/surrogate_lomo.py`` validates leave-one-model-out (median regret 0% under 25 /
+  50 / 100 ms ITL SLOs; at 25 ms two Llama-4-Scout picks more than 10% over the SLO). It is not widened for OOD
+  rows: the residuals it comes from are those of models held out of training, most of them outside the other
+  models' range.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ DEFAULT_LOG_HALF_WIDTH = float(np.log(2.0))
 DVFS_EXTRA_LOG_WIDTH = float(np.log(1.15))
 #: Factor widening the interval of out-of-distribution rows.
 OOD_WIDEN = 2.0
-#: Quantile of the out-of-model residuals the one-sided upper bound ``<m>_upper`` uses (the SLO guard).
-GUARD_QUANTILE = 0.8
+#: Quantile of the out-of-model residuals the one-sided upper bound ``<m>_upper`` uses (the SLO guard). Chosen
+#: leave-one-model-out by ``python benchmarks/surrogate_lomo.py --skip-timing --guard-quantile Q``: from 0.72 to 0.77
+#: the picks under 25 / 50 / 100 ms ITL SLOs are no worse than at 0.8 on every figure it prints, with the same two
+#: picks over the SLO by more than 10% (Llama-4-Scout, at any guard below the 0.92nd quantile), and the 25 ms median
+#: regret is 0% instead of 11.7% (10 of 22 picks cost more than 5% instead of 12); at 0.7 a 50 ms pick is 11.5% over.
+#: 0.75 is the middle of that range.
+GUARD_QUANTILE = 0.75
 #: Metrics that get an upper bound column: the latency metrics an SLO can name.
 GUARDED_METRICS: tuple[str, ...] = tuple(m for m in T.METRICS if m.startswith(("ttft_", "tpot_", "itl_")))
 _LOW_KEY, _HIGH_KEY, _GUARD_KEY = f"{(1 - COVERAGE) / 2:g}", f"{1 - (1 - COVERAGE) / 2:g}", f"{GUARD_QUANTILE:g}"

@@ -7,8 +7,8 @@ combination of physics terms from :mod:`recommender.surrogate.roofline`) times a
   overheads (dense and MoE) + tensor-parallel communication + mixed-in prefill + reading the batch's KV cache
   (decode attention streams it below the bandwidth weights stream at, so it has its own coefficient on top of
   the roofline's: leave-one-model-out on ML.ENERGY v3 the median-ITL MAPE rises from 10.9% to 12.3% on
-  average but Gemma-3-12B's falls from 16.9% to 14.4%, and no pick under the guarded rule violates a 25 ms ITL
-  SLO by more than 10% any more, see benchmarks/surrogate_lomo.py) (+ the longest prefill chunk for the tail);
+  average but Gemma-3-12B's falls from 16.9% to 14.4% when the term was added, see benchmarks/surrogate_lomo.py)
+  (+ the longest prefill chunk for the tail);
 - ``tpot_p*_s``: the same basis, where measured;
 - ``ttft_service_p50_s``: median TTFT minus the queueing wait (prefill of the prompt(s) plus a step), learned
   from runs whose TTFT the queue does not dominate; the TTFT percentiles differ by their queueing wait (the

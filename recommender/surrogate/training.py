@@ -49,7 +49,7 @@ MODEL_BALANCE_POWER = 0.5
 #: Central coverage of the served intervals (10th to 90th percentile of out-of-model residuals).
 COVERAGE = 0.8
 #: Quantiles of ``log(measured / predicted)`` the card keeps per metric (and per regime).
-RESIDUAL_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.5, 0.8, 0.9)
+RESIDUAL_QUANTILES: tuple[float, ...] = (0.1, 0.2, 0.5, 0.75, 0.8, 0.9)
 #: Serving regimes the residuals are calibrated apart (Mondrian conformal): ``continuous`` batching, where
 #: finished requests are replaced (``refill`` >= 0.5: every vLLM serving run), and one ``static`` batch
 #: (benchmarks that run a single batch to completion, e.g. the Splitwise perf model, whose ITL errors are several

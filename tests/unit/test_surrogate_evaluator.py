@@ -49,11 +49,12 @@ def test_prediction_has_provenance_metrics_and_intervals() -> None:
 def test_upper_bounds_and_intervals_follow_the_rows_regime() -> None:
     import dataclasses
 
-    from recommender.surrogate.predictor import GUARDED_METRICS
+    from recommender.surrogate.predictor import GUARD_QUANTILE, GUARDED_METRICS
 
-    q = {"continuous": {"itl_p50_s": {"0.1": -0.1, "0.8": 0.1, "0.9": 0.2}},
-         "static": {"itl_p50_s": {"0.1": -0.5, "0.8": 0.7, "0.9": 0.9}, "tpot_p50_s": {"0.1": -0.2, "0.8": -0.05,
-                                                                                       "0.9": 0.1}}}
+    g = f"{GUARD_QUANTILE:g}"  # the guard's quantile key; the others must not be read for the guard
+    q = {"continuous": {"itl_p50_s": {"0.1": -0.1, g: 0.1, "0.8": 0.15, "0.9": 0.2}},
+         "static": {"itl_p50_s": {"0.1": -0.5, g: 0.7, "0.8": 0.8, "0.9": 0.9},
+                    "tpot_p50_s": {"0.1": -0.2, g: -0.05, "0.9": 0.1}}}
     sur = dataclasses.replace(_evaluator().surrogate, regime_quantiles=q)
     steady = Scenario(model="Llama-3.1-8B", hardware=Hardware(gpu="H100", count=1),
                       workload=get_preset("mlenergy-chat", num_requests=512))  # 8 waves of 64: continuous
