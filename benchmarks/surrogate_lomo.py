@@ -12,7 +12,7 @@ Protocol:
   violation = measured ITL of the pick / SLO - 1. The bounds are formed as the shipped surrogate serves them
   (:meth:`Surrogate.log_quantiles`), from the quantiles of the *other* models' out-of-model residuals in the
   row's regime: ``guarded`` (the default of ``recommender recommend`` and ``api.recommend``) requires the
-  one-sided 80% upper bound to meet the SLO, ``point`` the prediction, ``upper`` the upper end of the 80%
+  one-sided 75% upper bound to meet the SLO, ``point`` the prediction, ``upper`` the upper end of the 80%
   interval (twice as wide for rows the held-out estimator flags out of distribution);
 - decision bounds (:func:`guard_frontier`, :func:`sweep_first_pick_hits`): with the same held-out predictions,
   does *any* uniform guard width meet the regret targets, and in how many ML.ENERGY sweeps can a threshold rule's
