@@ -354,37 +354,31 @@ def timing(shared: Path) -> dict[str, float]:
     return out
 
 
+def _parsed(text: str, cast: type, ok: Any, want: str) -> Any:
+    """``cast(text)`` when ``ok`` of it, else an argparse error saying what to give (``want``)."""
+    try:
+        v = cast(text)
+    except ValueError:
+        kind = "whole number" if cast is int else "number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}; give {want}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{text!r}: give {want}")
+    return v
+
+
 def _weight(text: str) -> float:
     """A row weight for the ablation flags: a finite number >= 0."""
-    try:
-        w = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a weight >= 0, e.g. 0.1") from None
-    if not np.isfinite(w) or w < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a finite weight >= 0, e.g. 0.1")
-    return w
+    return float(_parsed(text, float, lambda w: np.isfinite(w) and w >= 0, "a finite weight >= 0, e.g. 0.1"))
 
 
 def _quantile(text: str) -> float:
     """A one-sided guard quantile: a number in (0.5, 1)."""
-    try:
-        q = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a quantile in (0.5, 1), e.g. 0.75") from None
-    if not 0.5 < q < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a quantile in (0.5, 1), e.g. 0.75")
-    return q
+    return float(_parsed(text, float, lambda q: 0.5 < q < 1.0, "a quantile in (0.5, 1), e.g. 0.75"))
 
 
 def _groups(text: str) -> int:
     """Jackknife fits per held-out model: 0 (skip) or at least 2 (one fit would drop every other model)."""
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 0 (skip) or at least 2, e.g. 4") from None
-    if k != 0 and k < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 0 (skip) or at least 2, e.g. 4")
-    return k
+    return int(_parsed(text, int, lambda k: k == 0 or k >= 2, "0 (skip) or at least 2, e.g. 4"))
 
 
 def main() -> None:

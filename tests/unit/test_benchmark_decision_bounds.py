@@ -3,26 +3,21 @@ often a threshold rule's first pick is the best config of a sweep, on held-out p
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.unit.benchmark_scripts import load_benchmark
+
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
 SEQS = (8, 16, 32, 64, 96, 128)
 
 
 @pytest.fixture(scope="module")
 def lomo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("surrogate_lomo", REPO / "benchmarks" / "surrogate_lomo.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("surrogate_lomo")
 
 
 def _sweep(model: str, itl_p50_ms: tuple[float, ...], bias: float) -> pd.DataFrame:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.unit.benchmark_scripts import load_benchmark
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -31,10 +32,7 @@ def test_surrogate_lomo_refuses_bad_weights(flag: str, value: str, says: str) ->
 
 
 def test_surrogate_lomo_weight_parser_accepts_zero() -> None:
-    spec = importlib.util.spec_from_file_location("surrogate_lomo", REPO / "benchmarks" / "surrogate_lomo.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("surrogate_lomo")
     assert mod._weight("0") == 0.0 and mod._weight("0.1") == pytest.approx(0.1)
 
 

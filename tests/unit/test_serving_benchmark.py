@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,17 +9,15 @@ from types import ModuleType
 
 import pytest
 
+from tests.unit.benchmark_scripts import load_benchmark
+
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "integration" / "standin_server.py"
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("measure_h100", REPO / "benchmarks" / "measure_h100.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("measure_h100")
 
 
 def test_run_archive_and_summarize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
