@@ -8,8 +8,9 @@ the study's budget is spent, :func:`confirm_best` (``run_study(..., confirm_repe
 - reads every run of every config from the study and :func:`consolidate` s them: per config, the median of each
   metric over its runs (a config any of whose runs failed is failed, with the reason);
 - while the consolidated best config has less than ``BOUNDARY_HEADROOM`` headroom and fewer than ``1 + N`` runs,
-  measures it again and stores the run as a finished trial of kind ``repeat`` (``repeat_of``: the trial that
-  first evaluated it). Repeats are not evaluations: they spend none of ``n_evals``, the loop's duplicate check and
+  measures it the missing number of times in one ``evaluate_many`` call (one server start for all of them: on a
+  GPU a start costs more than a run) and stores each run as a finished trial of kind ``repeat`` (``repeat_of``: the
+  trial that first evaluated it). Repeats are not evaluations: they spend none of ``n_evals``, the loop's duplicate check and
   the prior never see them;
 - a config whose median misses the SLO drops out and the next best is judged the same way, for at most
   :data:`MAX_CONFIRMED_CONFIGS` configs.
@@ -122,13 +123,14 @@ def confirm_best(study: optuna.Study, space: SearchSpace, scenario: Scenario, sl
             logger.warning("not repeating %s: %d configs were repeated already", best.config.short(), len(confirmed))
             break
         confirmed.add(key)
-        logger.info("repeating %s (run %d of %d): it meets the SLO with %.1f%% headroom, less than %.0f%%",
-                    best.config.short(), n + 1, 1 + repeats, 100 * slo_headroom(best, slo), 100 * headroom)
-        m = evaluator.evaluate(best.config, scenario)
-        if save is not None:
-            save(m)
-        add_repeat(study, space, m, tr.objective_keys(objective), slo, first.get(key))
-        done += 1
+        need = 1 + repeats - n
+        logger.info("repeating %s %d time(s): it meets the SLO with %.1f%% headroom, less than %.0f%%",
+                    best.config.short(), need, 100 * slo_headroom(best, slo), 100 * headroom)
+        for m in evaluator.evaluate_many([best.config] * need, scenario):
+            if save is not None:
+                save(m)
+            add_repeat(study, space, m, tr.objective_keys(objective), slo, first.get(key))
+            done += 1
     return done
 
 
