@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real search on the lent H100 (MODEL, GPU, SLO, NUM_REQUESTS override the defaults below): `recommender optimize --evaluator vllm` over benchmarks/spaces/h100-engine.yaml
+# A real search on the lent H100 (MODEL, GPU, SLO, NUM_REQUESTS, SPACE, CONFIRM override the defaults below): `recommender optimize --evaluator vllm` over benchmarks/spaces/h100-engine.yaml
 # (engine knobs only; clocks and power limit stay at their defaults), Llama-3.1-8B shape with dummy weights,
 # mlenergy-chat with 1024 requests all at once, SLO tpot p90 <= 25 ms. The search strategy is optimize's default,
 # now prior-guided (recommender/search/guided.py: the shipped surrogate's predictions corrected online by a GP over
@@ -28,6 +28,8 @@ NUM_REQUESTS=${NUM_REQUESTS:-1024}
 GPU=${GPU:-H100}                        # the catalog name of the GPU the study runs on
 RUN_DIR=${RUN_DIR:-/tmp/optimize_h100}
 LIMIT_S=${LIMIT_S:-540}
+SPACE=${SPACE:-benchmarks/spaces/h100-engine.yaml}
+CONFIRM=${CONFIRM:-2}                   # --confirm-repeats: runs of a best config at the SLO boundary, after the budget
 if [ -d .whl ] && [ ! -f /tmp/site2/optuna/__init__.py ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site2 .whl/*.whl
 fi
@@ -35,7 +37,7 @@ export PYTHONPATH=/tmp/site2:${PYTHONPATH:-}
 set +e
 PYTHONUNBUFFERED=1 timeout --signal=INT --kill-after=30 "$LIMIT_S" python3 -m recommender.cli optimize \
   --model "$MODEL" --gpu "$GPU" --gpus 1 --workload mlenergy-chat --num-requests "$NUM_REQUESTS" \
-  --space benchmarks/spaces/h100-engine.yaml --slo "$SLO" --evaluator vllm \
+  --space "$SPACE" --slo "$SLO" --evaluator vllm --confirm-repeats "$CONFIRM" \
   --n-evals "$N_EVALS" --batch-size 1 --run-dir "$RUN_DIR" --no-progress
 rc=$?
 set -e
