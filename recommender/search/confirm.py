@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from recommender.measurement import Measurement, Metrics
-from recommender.pareto import constraint_values, pick_best, slo_headroom
+from recommender.pareto import pick_best, slo_headroom
 from recommender.search import trials as tr
 from recommender.search._space import SearchSpace, config_key, params_of
 
@@ -44,6 +44,14 @@ logger = logging.getLogger(__name__)
 MAX_CONFIRMED_CONFIGS = 3
 
 
+def by_config(runs: Sequence[Measurement]) -> dict[str, list[Measurement]]:
+    """``runs`` grouped by config key, in the order configs first appear (each group in ``runs`` order)."""
+    groups: dict[str, list[Measurement]] = {}
+    for m in runs:
+        groups.setdefault(config_key(m.config), []).append(m)
+    return groups
+
+
 def consolidate(runs: Sequence[Measurement]) -> list[Measurement]:
     """One Measurement per config, in the order configs first appear in ``runs``.
 
@@ -51,11 +59,8 @@ def consolidate(runs: Sequence[Measurement]) -> list[Measurement]:
     says how many failed); else a copy of the first run whose metrics are the per-metric medians over the runs
     (best window: steady state where measured), ``notes`` saying so. The copy keeps the first run's ``id``.
     """
-    groups: dict[str, list[Measurement]] = {}
-    for m in runs:
-        groups.setdefault(config_key(m.config), []).append(m)
     out = []
-    for ms in groups.values():
+    for ms in by_config(runs).values():
         if len(ms) == 1:
             out.append(ms[0])
             continue
@@ -116,7 +121,7 @@ def confirm_best(study: optuna.Study, space: SearchSpace, scenario: Scenario, sl
         if best is None or slo_headroom(best, slo) >= headroom:
             break
         key = config_key(best.config)
-        n = sum(config_key(m.config) == key for m in runs)
+        n = len(by_config(runs)[key])
         if n >= 1 + repeats:
             break  # judged on the median of all its runs
         if key not in confirmed and len(confirmed) >= MAX_CONFIRMED_CONFIGS:
@@ -143,18 +148,14 @@ def add_repeat(study: optuna.Study, space: SearchSpace, m: Measurement, objectiv
 
     params = params_of(space, m.config)
     dists = space.distributions()
-    attrs = {**tr.outcome_attrs(m), "config": m.config.model_dump(mode="json", exclude={"schema_version"}),
+    out = tr.outcome(m, objectives, slo)
+    attrs = {**out.attrs, "config": m.config.model_dump(mode="json", exclude={"schema_version"}),
              "config_short": m.config.short(), "kind": tr.REPEAT}
     if repeat_of is not None:
         attrs["repeat_of"] = repeat_of
-    vals = [m.value(k) for k in objectives] if m.ok else []
-    cons = constraint_values(m, slo) if m.ok else {}
-    complete = m.ok and all(v is not None for v in vals) and all(c != float("inf") for c in cons.values())
-    if complete:
-        attrs["meets_slo"] = all(c <= 0 for c in cons.values())
+    complete = out.values is not None
     trial = optuna.trial.create_trial(
-        state=TrialState.COMPLETE if complete else TrialState.FAIL, values=[float(v) for v in vals] if complete else None,  # type: ignore[arg-type]
-        params=params, distributions={k: dists[k] for k in params}, user_attrs=attrs,
-        constraints=cons if complete else None)
+        state=TrialState.COMPLETE if complete else TrialState.FAIL, values=out.values, params=params,
+        distributions={k: dists[k] for k in params}, user_attrs=attrs, constraints=out.constraints or None)
     study.add_trial(trial)
     return trial

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from recommender.pareto import ENERGY_KEY, pareto_front, pick_best, slo_headroom
 from recommender.search import trials as tr
-from recommender.search._space import config_key
-from recommender.search.confirm import consolidate
+from recommender.search.confirm import by_config, consolidate
 from recommender.search.progress import summary_frame
 from recommender.search.storage import _redact
 
@@ -121,10 +120,7 @@ def build_result(study: optuna.Study, loc: StudyLocation, scenario: Scenario, sl
             (ms if tr.is_evaluation(trial) else reps).append(m)
             numbers[m.id] = trial.number
     judged = consolidate([*ms, *reps])
-    count: dict[str, int] = {}
-    for m in (*ms, *reps):
-        count[config_key(m.config)] = count.get(config_key(m.config), 0) + 1
-    runs = {m.id: count[config_key(m.config)] for m in judged if count[config_key(m.config)] > 1}
+    runs = {group[0].id: len(group) for group in by_config([*ms, *reps]).values() if len(group) > 1}
     objs = (ENERGY_KEY, objective)
     return StudyResult(
         study_name=loc.study_name, storage_url=_redact(loc.storage_url), run_dir=loc.run_dir, scenario=scenario,

@@ -277,14 +277,8 @@ class _Runner:
         from recommender.search.confirm import confirm_best
         from recommender.search.result import BOUNDARY_HEADROOM
 
-        def save(m: Measurement) -> None:
-            if self.save:
-                from recommender.dataset import save_measurement
-
-                save_measurement(m, self.loc.measurements_dir)
-
         n = confirm_best(self.study, self.space, self.scenario, self.slo, self.objective, self.evaluator,
-                         self.confirm_repeats, headroom=BOUNDARY_HEADROOM, save=save)
+                         self.confirm_repeats, headroom=BOUNDARY_HEADROOM, save=self._save)
         if n:
             logger.info("study %s: %d repeat run(s) of configs at the SLO boundary", self.loc.study_name, n)
 
@@ -381,10 +375,7 @@ class _Runner:
             key = config_key(c)
             if first[key] == i:
                 m = by_key[key]
-                if self.save:
-                    from recommender.dataset import save_measurement
-
-                    save_measurement(m, self.loc.measurements_dir)
+                self._save(m)
                 if not self._lost(trial, self._tell_first, told, key, trial, m):
                     self._release(trial)
                 self.idle = 0
@@ -445,6 +436,13 @@ class _Runner:
             self._release(trial)
 
     # ---- helpers ---------------------------------------------------------------------------------------------
+    def _save(self, m: Measurement) -> None:
+        """Keep ``m`` in the run directory's measurements folder (unless ``save_measurements`` is off)."""
+        if self.save:
+            from recommender.dataset import save_measurement
+
+            save_measurement(m, self.loc.measurements_dir)
+
     def _feasible(self, config: ServingConfig) -> Any:
         key = config_key(config)
         if key not in self._feasible_cache:

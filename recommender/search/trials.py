@@ -80,16 +80,38 @@ def _metrics_attr(m: Measurement) -> dict[str, float]:
     return {k: v for k in Metrics.model_fields if (v := m.value(k)) is not None}
 
 
-def outcome_attrs(m: Measurement) -> dict[str, Any]:
-    """The user attributes that record ``m`` on a trial: id, provenance, status, metrics, the Measurement without its
-    scenario, and for a failed one ``failure_reason`` / ``failure_detail``."""
+@dataclass
+class Outcome:
+    """How a trial records Measurement ``m``: its user attributes, and for a COMPLETE trial its objective values and
+    SLO constraints (``values`` None: the trial FAILs)."""
+
+    attrs: dict[str, Any]
+    values: list[float] | None = None
+    constraints: dict[str, float] = field(default_factory=dict)
+
+
+def outcome(m: Measurement, objectives: Sequence[str], slo: SLO) -> Outcome:
+    """The record of ``m``: id, provenance, status, metrics and the Measurement without its scenario; a failed one
+    with ``failure_reason`` / ``failure_detail``; an OK one lacking an objective or SLO metric fails with reason
+    ``missing_metric`` (an SLO that cannot be checked is never assumed met); else values, constraints, ``meets_slo``.
+    """
     attrs: dict[str, Any] = {
         "measurement_id": m.id, "provenance": m.provenance, "status": m.status, "metrics": _metrics_attr(m),
         "measurement": m.model_dump(mode="json", exclude={"scenario"}),
     }
     if not m.ok:
         attrs.update(failure_reason=m.failure_reason or "failed", failure_detail=m.failure_detail[:2000])
-    return attrs
+        return Outcome(attrs)
+    vals = [m.value(k) for k in objectives]
+    cons = constraint_values(m, slo)
+    missing = [k for k, v in zip(objectives, vals, strict=True) if v is None]
+    missing += [k for k, c in cons.items() if c == float("inf")]
+    if missing:
+        attrs.update(failure_reason="missing_metric",
+                     failure_detail=f"the measurement has no {', '.join(dict.fromkeys(missing))}")
+        return Outcome(attrs)
+    attrs["meets_slo"] = all(c <= 0 for c in cons.values())
+    return Outcome(attrs, [float(v) for v in vals], cons)  # type: ignore[arg-type]
 
 
 def tell_measurement(study: optuna.Study, trial: optuna.Trial, m: Measurement, objectives: Sequence[str], slo: SLO,
@@ -101,28 +123,16 @@ def tell_measurement(study: optuna.Study, trial: optuna.Trial, m: Measurement, o
     """
     from optuna.trial import TrialState
 
-    attrs = outcome_attrs(m)
+    out = outcome(m, objectives, slo)
     if duplicate_of is not None:
-        attrs["duplicate_of"] = duplicate_of
-    values: list[float] | None = None
-    if m.ok:
-        vals = [m.value(k) for k in objectives]
-        cons = constraint_values(m, slo)
-        missing = [k for k, v in zip(objectives, vals, strict=True) if v is None]
-        missing += [k for k, c in cons.items() if c == float("inf")]
-        if missing:
-            attrs.update(failure_reason="missing_metric",
-                         failure_detail=f"the measurement has no {', '.join(dict.fromkeys(missing))}")
-        else:
-            values = [float(v) for v in vals]  # type: ignore[arg-type]
-            for key, c in cons.items():
-                trial.set_constraint(key, c)
-            attrs["meets_slo"] = all(c <= 0 for c in cons.values())
-    for k, v in attrs.items():
+        out.attrs["duplicate_of"] = duplicate_of
+    for key, c in out.constraints.items():
+        trial.set_constraint(key, c)
+    for k, v in out.attrs.items():
         trial.set_user_attr(k, v)
     trial.set_user_attr("kind", kind)  # last: a trial carries a kind only once its outcome is stored
-    if values is not None:
-        return study.tell(trial, values)
+    if out.values is not None:
+        return study.tell(trial, out.values)
     return study.tell(trial, state=TrialState.FAIL)
 
 
@@ -248,5 +258,5 @@ def objective_keys(objective: str) -> tuple[str, str]:
 __all__ = [
     "EVALUATED", "DUPLICATE", "INFEASIBLE", "SKIPPED", "INTERRUPTED", "REPEAT", "FEASIBILITY_CONSTRAINT", "Tally", "tally",
     "mark_config", "trial_config_key", "held_config_key", "tell_measurement", "tell_copy", "tell_infeasible", "tell_skipped",
-    "outcome_attrs", "is_evaluation", "measurement_of", "objective_keys", "resolve_objective", "config_key",
+    "Outcome", "outcome", "is_evaluation", "measurement_of", "objective_keys", "resolve_objective", "config_key",
 ]
