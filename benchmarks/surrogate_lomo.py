@@ -440,6 +440,15 @@ def main() -> None:
             worst = r.loc[r.groupby("slo_ms")["violation_pct"].idxmax()]
             print("worst pick per SLO: " + "; ".join(f"{w.slo_ms:g} ms {w.group} at {w.pick_seqs} seqs "
                                                      f"({w.violation_pct:+.1f}%)" for w in worst.itertuples()))
+            over = r[r["violation_pct"] > 10]
+            print("picks more than 10% over: " + ("; ".join(f"{o.slo_ms:g} ms {o.group} at {o.pick_seqs} seqs "
+                                                            f"({o.violation_pct:+.1f}%)" for o in over.itertuples())
+                                                  or "none"))
+            for model in sorted({g.split("/")[0] for g in over["group"]}):
+                e = cv.loc[cv["model"] == model]
+                e = (e["itl_p50_s"] / e["itl_p50_s_pred"] - 1) * 100
+                print(f"  {model}: measured median ITL {e.min():+.1f}% to {e.max():+.1f}% vs held-out prediction "
+                      f"(median {e.median():+.1f}%, {len(e)} rows)")
     bounds = print_decision_bounds(cv)
     if args.jackknife:
         jk = model_jackknife(args.shared_data, args.jackknife).set_index("model")
